@@ -1,0 +1,58 @@
+import { Writable } from 'node:stream';
+import { TunnelError } from './errors.js';
+import { FrameType, MAX_FRAME_PAYLOAD } from './frame.js';
+import type { SendCredit } from './flow.js';
+import type { FrameWriter } from './frame-writer.js';
+
+/**
+ * A Writable that turns a body into DATA frames for one stream, and END when it finishes.
+ * It never sends beyond the stream's credit and waits while the connection is congested, so
+ * `pipeline(source, bodyWriter)` carries backpressure from the tunnel back to the source.
+ * Chunks are cut to MAX_FRAME_PAYLOAD so one big body cannot hold up the other streams.
+ */
+export class BodyWriter extends Writable {
+  readonly #streamId: number;
+  readonly #credit: SendCredit;
+  readonly #frames: FrameWriter;
+  #bytesSent = 0;
+
+  constructor(streamId: number, credit: SendCredit, frames: FrameWriter) {
+    super({ highWaterMark: MAX_FRAME_PAYLOAD });
+    this.#streamId = streamId;
+    this.#credit = credit;
+    this.#frames = frames;
+  }
+
+  /** Body bytes sent so far. */
+  get bytesSent(): number {
+    return this.#bytesSent;
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#send(chunk).then(() => callback(), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.#frames.write(FrameType.END, this.#streamId);
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#credit.close(error ?? new TunnelError('STREAM_CANCELLED', 'The stream was closed.'));
+    callback(error);
+  }
+
+  async #send(chunk: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.#credit.available === 0) await this.#credit.whenAvailable();
+      const congested = this.#frames.whenWritable();
+      if (congested) await congested;
+      const size = this.#credit.take(Math.min(MAX_FRAME_PAYLOAD, chunk.length - offset));
+      if (size === 0) continue;
+      this.#frames.write(FrameType.DATA, this.#streamId, chunk.subarray(offset, offset + size));
+      offset += size;
+      this.#bytesSent += size;
+    }
+  }
+}

@@ -1,0 +1,67 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AgentEndpoint } from './agent-endpoint.js';
+import { pageFor, sendPage } from './pages.js';
+import { forwardedRequestHeaders, requestHasBody } from './proxy-headers.js';
+import type { Registry } from './registry.js';
+import { routeHost } from './router.js';
+
+/** The path on the apex host where agents connect. */
+export const AGENT_PATH = '/_tunnel';
+
+export interface IngressOptions {
+  domain: string;
+  registry: Registry;
+  endpoint: AgentEndpoint;
+  proto: 'http' | 'https';
+  isShuttingDown(): boolean;
+}
+
+/** Handles one public HTTP request: route by Host, then hand it to the tunnel's session. */
+export function createRequestHandler(options: IngressOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const route = routeHost(req.headers.host, options.domain);
+    if (route.kind === 'apex') return answerApex(req, res, options);
+    const host = req.headers.host ?? '(no Host header)';
+    const session = route.kind === 'tunnel' ? options.registry.get(route.name) : undefined;
+    if (!session) {
+      return sendPage(req, res, pageFor('TUNNEL_NOT_FOUND', `No tunnel is online at ${host}. Check the address, or start the agent again.`));
+    }
+    const target = req.url ?? '/';
+    if (!target.startsWith('/') && target !== '*') {
+      return sendPage(req, res, pageFor('REQUEST_INVALID', 'The request target must be a path.'));
+    }
+    const head = { method: req.method ?? 'GET', target, headers: forwardedRequestHeaders(req, options.proto), hasBody: requestHasBody(req) };
+    const refusal = session.openStream(req, res, head);
+    if (refusal === 'TOO_MANY_STREAMS') {
+      sendPage(req, res, pageFor(refusal, `The tunnel at ${host} has too many requests in flight; retry shortly.`), { 'retry-after': '1' });
+    } else if (refusal) {
+      sendPage(req, res, pageFor(refusal));
+    }
+  };
+}
+
+function answerApex(req: IncomingMessage, res: ServerResponse, options: IngressOptions): void {
+  if (req.url?.split('?')[0] === AGENT_PATH) {
+    res.writeHead(426, { 'content-type': 'text/plain; charset=utf-8', upgrade: 'websocket', connection: 'upgrade' });
+    res.end('Agents connect here with a WebSocket upgrade.\n');
+    return;
+  }
+  const body = JSON.stringify({ relay: 'tunnel', tunnels: options.registry.size, shuttingDown: options.isShuttingDown() });
+  res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(`${body}\n`);
+}
+
+/** Handles an HTTP upgrade: agents on the apex `/_tunnel`; public upgrades are not carried yet. */
+export function createUpgradeHandler(options: IngressOptions): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+  return (req, socket, head) => {
+    socket.on('error', () => socket.destroy());
+    const route = routeHost(req.headers.host, options.domain);
+    if (route.kind === 'apex' && req.url?.split('?')[0] === AGENT_PATH && !options.isShuttingDown()) {
+      options.endpoint.handleUpgrade(req, socket, head);
+      return;
+    }
+    const status = route.kind === 'tunnel' && options.registry.has(route.name) ? '501 Not Implemented' : '404 Not Found';
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  };
+}

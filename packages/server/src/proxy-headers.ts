@@ -1,0 +1,29 @@
+import type { IncomingMessage } from 'node:http';
+import { endToEndHeaders, type HeaderList } from '@tunnel/protocol';
+
+/** Headers the relay sets itself; a public client's values are dropped, never trusted. */
+const RELAY_OWNED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip']);
+
+/** The request headers the agent replays: end-to-end ones in order, then the relay's X-Forwarded-*. */
+export function forwardedRequestHeaders(req: IncomingMessage, proto: 'http' | 'https'): HeaderList {
+  const headers = endToEndHeaders(req.rawHeaders, RELAY_OWNED);
+  const clientAddress = req.socket.remoteAddress ?? '';
+  headers.push(['X-Forwarded-For', clientAddress.replace(/^::ffff:/, '')]);
+  headers.push(['X-Forwarded-Proto', proto]);
+  headers.push(['X-Forwarded-Host', req.headers.host ?? '']);
+  return headers;
+}
+
+/** Whether a request carries a body the agent must stream (RFC 9112 §6.3). */
+export function requestHasBody(req: IncomingMessage): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  const length = req.headers['content-length'];
+  return length !== undefined && length !== '0';
+}
+
+/** Flattens ordered pairs into Node's raw header array form for `writeHead`. */
+export function flattenHeaders(headers: HeaderList): string[] {
+  const flat: string[] = [];
+  for (const [name, value] of headers) flat.push(name, value);
+  return flat;
+}

@@ -1,0 +1,171 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  BodyWriter,
+  FrameType,
+  ReceiveWindow,
+  ResetReason,
+  ResponseHead,
+  SendCredit,
+  TunnelError,
+  acceptInbound,
+  decodeJsonPayload,
+  decodeWindowIncrement,
+  encodeJsonPayload,
+  encodeWindowIncrement,
+  type ErrorCode,
+  type Frame,
+  type FrameWriter,
+  type InboundState,
+  type RequestHead,
+} from '@tunnel/protocol';
+import type { Logger } from './logger.js';
+import { pageFor, sendPage } from './pages.js';
+import { flattenHeaders } from './proxy-headers.js';
+
+/** What a stream needs from its session. */
+export interface StreamHost {
+  readonly frames: FrameWriter;
+  /** Called exactly once, when the stream is over, so the session can forget it. */
+  release(streamId: number): void;
+}
+
+/**
+ * One public request carried over the tunnel: OPEN + DATA + END out, HEAD + DATA + END back.
+ * The response is written to the public client as frames arrive; WINDOW credit is granted back
+ * only once the public socket has taken the bytes, so a slow reader slows only this stream.
+ */
+export class RelayStream {
+  readonly id: number;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #host: StreamHost;
+  readonly #log: Logger;
+  readonly #credit = new SendCredit();
+  readonly #window = new ReceiveWindow();
+  readonly #inbound: InboundState = { headReceived: false, remoteEnded: false };
+  #body: BodyWriter | null = null;
+  #owedOnDrain = 0;
+  #waitingForDrain = false;
+  #released = false;
+
+  constructor(id: number, req: IncomingMessage, res: ServerResponse, host: StreamHost, log: Logger) {
+    this.id = id;
+    this.#req = req;
+    this.#res = res;
+    this.#host = host;
+    this.#log = log;
+    res.once('close', () => this.#onPublicClose());
+  }
+
+  /** Sends OPEN and starts streaming the request body, if any. */
+  start(head: RequestHead): void {
+    this.#host.frames.write(FrameType.OPEN, this.id, encodeJsonPayload(head));
+    if (!head.hasBody) {
+      this.#host.frames.write(FrameType.END, this.id);
+      this.#req.resume();
+      return;
+    }
+    const body = new BodyWriter(this.id, this.#credit, this.#host.frames);
+    this.#body = body;
+    // pipe rather than pipeline: when the response ends before the upload, the request must be
+    // unpiped and drained, not destroyed, or its socket (and the finished response) would go too.
+    body.on('error', (error: Error) => this.#log.debug({ err: error }, 'request body stopped'));
+    this.#req.pipe(body);
+  }
+
+  /** Handles one frame from the agent for this stream; throws TunnelError on a protocol violation. */
+  onFrame(frame: Frame): void {
+    if (this.#released) return;
+    acceptInbound(this.#inbound, frame.type, this.id);
+    switch (frame.type) {
+      case FrameType.HEAD:
+        return this.#onHead(decodeJsonPayload(ResponseHead, frame.payload, 'response head'));
+      case FrameType.DATA:
+        return this.#onData(frame.payload);
+      case FrameType.END:
+        this.#res.end();
+        return this.#release();
+      case FrameType.RESET:
+        return this.#onReset(decodeJsonPayload(ResetReason, frame.payload, 'reset reason'));
+      case FrameType.WINDOW:
+        return this.#credit.grant(decodeWindowIncrement(frame.payload));
+      default:
+        throw new TunnelError('FRAME_OUT_OF_ORDER', `Frame type ${frame.type} cannot flow from agent to relay.`);
+    }
+  }
+
+  /**
+   * Ends the stream because of `code`: a page if nothing was sent yet, else the public
+   * connection is cut, so a client never mistakes a partial body for a complete one.
+   */
+  fail(code: ErrorCode, detail?: string): void {
+    if (this.#released) return;
+    sendPage(this.#req, this.#res, pageFor(code, detail));
+    this.#release();
+  }
+
+  #onHead(head: ResponseHead): void {
+    try {
+      if (head.statusMessage) this.#res.writeHead(head.status, head.statusMessage, flattenHeaders(head.headers));
+      else this.#res.writeHead(head.status, flattenHeaders(head.headers));
+    } catch (cause) {
+      this.#log.warn({ err: cause }, 'local service sent a response head Node cannot write');
+      this.#resetAgent('LOCAL_ERROR');
+      this.fail('LOCAL_ERROR', 'The local service sent a response head that cannot be passed on.');
+    }
+  }
+
+  #onData(payload: Uint8Array): void {
+    this.#window.receive(payload.length);
+    if (this.#res.write(payload)) {
+      this.#grant(payload.length);
+      return;
+    }
+    this.#owedOnDrain += payload.length;
+    if (this.#waitingForDrain) return;
+    this.#waitingForDrain = true;
+    this.#res.once('drain', () => {
+      this.#waitingForDrain = false;
+      const owed = this.#owedOnDrain;
+      this.#owedOnDrain = 0;
+      this.#grant(owed);
+    });
+  }
+
+  #grant(bytes: number): void {
+    if (this.#released) return;
+    const increment = this.#window.consume(bytes);
+    if (increment > 0) this.#host.frames.write(FrameType.WINDOW, this.id, encodeWindowIncrement(increment));
+  }
+
+  #onReset(reason: ResetReason): void {
+    this.#log.debug({ code: reason.code }, 'agent reset the stream');
+    this.fail(reason.code, reason.message);
+  }
+
+  #onPublicClose(): void {
+    if (this.#released) return;
+    // The response did not finish: the public client went away mid-stream.
+    this.#resetAgent('STREAM_CANCELLED');
+    this.#release();
+  }
+
+  #resetAgent(code: ErrorCode): void {
+    this.#host.frames.write(FrameType.RESET, this.id, encodeJsonPayload({ code }));
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    const reason = new TunnelError('STREAM_CANCELLED', 'The stream is over.');
+    this.#credit.close(reason);
+    if (this.#body && !this.#body.writableFinished) {
+      // The response is complete while the upload is not: the agent no longer wants it.
+      this.#req.unpipe(this.#body);
+      this.#body.destroy();
+      this.#req.resume();
+      if (this.#inbound.remoteEnded) this.#resetAgent('STREAM_CANCELLED');
+    }
+    this.#host.release(this.id);
+  }
+}

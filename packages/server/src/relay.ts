@@ -1,0 +1,129 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { AgentEndpoint } from './agent-endpoint.js';
+import { RELAY_DEFAULTS, RelayConfig, resolveConfig } from './config.js';
+import { createRequestHandler, createUpgradeHandler } from './ingress.js';
+import { createLogger, type Logger } from './logger.js';
+import { Registry } from './registry.js';
+
+export interface RelayOptions extends Partial<RelayConfig> {
+  /** A logger to use instead of a new one on stderr. */
+  logger?: Logger;
+}
+
+/** A running relay. */
+export interface Relay {
+  /** The relay's own URL, e.g. `http://localhost:7070`; agents connect to it. */
+  readonly url: string;
+  readonly port: number;
+  readonly domain: string;
+  /** Tunnel names online now. */
+  tunnelNames(): string[];
+  /** Open streams and sockets, for tests and status pages. */
+  stats(): { tunnels: number; streams: number; publicConnections: number };
+  /**
+   * Stops gracefully: stops accepting, sends goaway, lets open streams finish until the grace
+   * deadline, then closes everything. Safe to call twice; later calls wait for the first.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** The public URL for a host and port: the port is left out when it is the scheme's default. */
+export function publicUrl(proto: 'http' | 'https', host: string, port: number): string {
+  const defaultPort = proto === 'https' ? 443 : 80;
+  return `${proto}://${host}${port === defaultPort ? '' : `:${port}`}`;
+}
+
+/** Starts a relay and resolves once it listens. */
+export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
+  const { logger, ...settings } = options;
+  const config = resolveConfig(RelayConfig, [
+    { name: 'defaults', values: RELAY_DEFAULTS },
+    { name: 'options', values: settings },
+  ]);
+  const log = (logger ?? createLogger(config.logLevel, 'tunnel-server')).child({ component: 'relay' });
+  const registry = new Registry();
+  const proto = 'http';
+  let port = config.port;
+  let shuttingDown = false;
+  const endpoint = new AgentEndpoint({
+    registry,
+    log,
+    helloTimeoutMs: config.helloTimeoutMs,
+    pingIntervalMs: config.pingIntervalMs,
+    maxStreamsPerTunnel: config.maxStreamsPerTunnel,
+    urlFor: (name) => publicUrl(proto, `${name}.${config.domain}`, port),
+  });
+  const ingress = { domain: config.domain, registry, endpoint, proto, isShuttingDown: () => shuttingDown } as const;
+  const server = createServer(
+    { headersTimeout: config.headersTimeoutMs, requestTimeout: 0, keepAliveTimeout: config.keepAliveTimeoutMs },
+    createRequestHandler(ingress),
+  );
+  server.on('upgrade', createUpgradeHandler(ingress));
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    log.debug({ err: error, code: error.code }, 'malformed public request');
+    if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  const connections = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
+  await listen(server, config.host, config.port);
+  port = (server.address() as AddressInfo).port;
+  const url = publicUrl(proto, config.domain, port);
+  log.info({ url, host: config.host, port, domain: config.domain }, 'relay listening');
+
+  let closing: Promise<void> | null = null;
+  const close = (graceMs = config.shutdownGraceMs): Promise<void> => {
+    closing ??= (async () => {
+      shuttingDown = true;
+      log.info({ graceMs }, 'relay shutting down');
+      const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      endpoint.closePending();
+      const sessions = registry.sessions();
+      for (const session of sessions) session.goAway('The relay is shutting down.', graceMs);
+      await waitWithDeadline(Promise.all(sessions.map((session) => session.whenIdle())), graceMs);
+      for (const session of sessions) session.close(1001, 'relay shutting down');
+      server.closeAllConnections();
+      for (const socket of connections) socket.destroy();
+      await serverClosed;
+      log.info('relay stopped');
+    })();
+    return closing;
+  };
+
+  return {
+    url,
+    port,
+    domain: config.domain,
+    tunnelNames: () => registry.sessions().map((session) => session.name),
+    stats: () => ({
+      tunnels: registry.size,
+      streams: registry.sessions().reduce((sum, session) => sum + session.streamCount, 0),
+      publicConnections: connections.size,
+    }),
+    close,
+  };
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+async function waitWithDeadline(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  await Promise.race([work, deadline]);
+  clearTimeout(timer);
+}
