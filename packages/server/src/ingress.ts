@@ -57,7 +57,9 @@ export function createUpgradeHandler(options: IngressOptions): (req: IncomingMes
   return (req, socket, head) => {
     socket.on('error', () => socket.destroy());
     const route = routeHost(req.headers.host, options.domain);
-    if (route.kind === 'apex' && req.url?.split('?')[0] === AGENT_PATH && !options.isShuttingDown()) {
+    // Agents may dial the relay by IP or any name that is not a tunnel's own, so /_tunnel answers
+    // on every host except `<name>.<domain>`, where the path belongs to the tunnelled app.
+    if (route.kind !== 'tunnel' && req.url?.split('?')[0] === AGENT_PATH && !options.isShuttingDown()) {
       options.endpoint.handleUpgrade(req, socket, head);
       return;
     }

@@ -1,0 +1,164 @@
+import type { Dispatcher } from 'undici';
+import {
+  BodyWriter,
+  FrameType,
+  ReceiveWindow,
+  ResetReason,
+  SendCredit,
+  TunnelError,
+  acceptInbound,
+  decodeJsonPayload,
+  decodeWindowIncrement,
+  encodeJsonPayload,
+  encodeWindowIncrement,
+  endToEndHeaders,
+  type Frame,
+  type FrameWriter,
+  type InboundState,
+  type RequestHead,
+} from '@tunnel/protocol';
+import type { Logger } from 'pino';
+import { InboundBody } from './inbound-body.js';
+import { describeLocalFailure } from './local-errors.js';
+import type { Upstream } from './upstream.js';
+
+/** What a stream needs from its connection. */
+export interface StreamHost {
+  readonly frames: FrameWriter;
+  /** Called exactly once, when the stream is over. */
+  release(streamId: number): void;
+}
+
+/** Request headers undici manages itself or rejects; 100-continue is not carried yet. */
+const NOT_REPLAYED = new Set(['expect']);
+
+/**
+ * One relay stream replayed against the local service: OPEN + DATA + END in, HEAD + DATA + END
+ * out. The response body is paused at the local socket whenever the tunnel has no credit for it.
+ */
+export class AgentStream {
+  readonly id: number;
+  readonly #host: StreamHost;
+  readonly #upstream: Upstream;
+  readonly #log: Logger;
+  readonly #credit = new SendCredit();
+  readonly #window = new ReceiveWindow();
+  readonly #inbound: InboundState = { headReceived: true, remoteEnded: false };
+  #requestBody: InboundBody | null = null;
+  #responseBody: BodyWriter | null = null;
+  #controller: Dispatcher.DispatchController | null = null;
+  #released = false;
+
+  constructor(id: number, host: StreamHost, upstream: Upstream, log: Logger) {
+    this.id = id;
+    this.#host = host;
+    this.#upstream = upstream;
+    this.#log = log;
+  }
+
+  /** Starts the local request for `head`. */
+  start(head: RequestHead): void {
+    if (head.hasBody) this.#requestBody = new InboundBody((bytes) => this.#grant(bytes));
+    // undici takes an array of headers as flat name/value pairs, which keeps order and repeats.
+    const headers: string[] = [];
+    for (const [name, value] of head.headers) if (!NOT_REPLAYED.has(name.toLowerCase())) headers.push(name, value);
+    try {
+      this.#upstream.dispatcher.dispatch(
+        { method: head.method, path: head.target, headers, body: this.#requestBody },
+        this.#handler,
+      );
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.#reset(new TunnelError('REQUEST_INVALID', `The request cannot be replayed to the local service: ${message}`));
+    }
+  }
+
+  /** Handles one frame from the relay; throws TunnelError on a protocol violation. */
+  onFrame(frame: Frame): void {
+    if (this.#released) return;
+    acceptInbound(this.#inbound, frame.type, this.id);
+    switch (frame.type) {
+      case FrameType.DATA:
+        if (!this.#requestBody) throw new TunnelError('FRAME_OUT_OF_ORDER', `DATA on stream ${this.id}, whose request has no body.`);
+        this.#window.receive(frame.payload.length);
+        this.#requestBody.add(frame.payload);
+        return;
+      case FrameType.END:
+        this.#requestBody?.finish();
+        return;
+      case FrameType.RESET: {
+        const reason = decodeJsonPayload(ResetReason, frame.payload, 'reset reason');
+        this.abort(new TunnelError(reason.code, reason.message));
+        return;
+      }
+      case FrameType.WINDOW:
+        this.#credit.grant(decodeWindowIncrement(frame.payload));
+        return;
+      default:
+        throw new TunnelError('FRAME_OUT_OF_ORDER', `Frame type ${frame.type} cannot flow from relay to agent on an open stream.`);
+    }
+  }
+
+  /** Aborts the local request (the relay reset the stream, or the connection is gone). */
+  abort(reason: TunnelError): void {
+    if (this.#released) return;
+    this.#log.debug({ code: reason.code }, 'stream aborted');
+    this.#controller?.abort(reason);
+    this.#release(reason);
+  }
+
+  readonly #handler: Dispatcher.DispatchHandler = {
+    onRequestStart: (controller) => {
+      this.#controller = controller;
+      if (this.#released) controller.abort(new TunnelError('STREAM_CANCELLED'));
+    },
+    onResponseStart: (controller, statusCode, headers, statusMessage) => {
+      // 1xx informational answers are not passed on yet; the final head follows.
+      if (this.#released || statusCode < 200) return;
+      const raw = Array.isArray(controller.rawHeaders)
+        ? controller.rawHeaders.map((part) => (typeof part === 'string' ? part : part.toString('latin1')))
+        : Object.entries(headers).flatMap(([name, value]) => (Array.isArray(value) ? value.flatMap((v) => [name, v]) : [name, String(value)]));
+      const head = { status: statusCode, statusMessage: statusMessage || undefined, headers: endToEndHeaders(raw) };
+      this.#host.frames.write(FrameType.HEAD, this.id, encodeJsonPayload(head));
+      const body = new BodyWriter(this.id, this.#credit, this.#host.frames);
+      body.on('drain', () => controller.resume());
+      body.on('error', (error: Error) => this.#log.debug({ err: error }, 'response body stopped'));
+      body.on('finish', () => this.#release(null));
+      this.#responseBody = body;
+    },
+    onResponseData: (controller, chunk) => {
+      if (this.#responseBody && !this.#responseBody.write(chunk)) controller.pause();
+    },
+    onResponseEnd: () => {
+      this.#responseBody?.end();
+    },
+    onResponseError: (_controller, error) => {
+      if (this.#released) return;
+      const failure = error instanceof TunnelError ? error : describeLocalFailure(error, this.#upstream.label);
+      this.#log.warn({ code: failure.code, err: error }, 'local request failed');
+      this.#reset(failure);
+    },
+  };
+
+  #grant(bytes: number): void {
+    if (this.#released) return;
+    const increment = this.#window.consume(bytes);
+    if (increment > 0) this.#host.frames.write(FrameType.WINDOW, this.id, encodeWindowIncrement(increment));
+  }
+
+  #reset(error: TunnelError): void {
+    if (this.#released) return;
+    this.#host.frames.write(FrameType.RESET, this.id, encodeJsonPayload({ code: error.code, message: error.message.slice(0, 1024) }));
+    this.#release(error);
+  }
+
+  #release(reason: TunnelError | null): void {
+    if (this.#released) return;
+    this.#released = true;
+    const closed = reason ?? new TunnelError('STREAM_CANCELLED', 'The stream is over.');
+    this.#credit.close(closed);
+    if (this.#responseBody && !this.#responseBody.writableFinished) this.#responseBody.destroy();
+    if (this.#requestBody && !this.#requestBody.readableEnded) this.#requestBody.destroy();
+    this.#host.release(this.id);
+  }
+}
