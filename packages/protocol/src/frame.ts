@@ -58,7 +58,10 @@ function writeHeader(target: Uint8Array, offset: number, type: FrameType, flags:
 }
 
 /** Checks what the encoder is asked to send, so a bug here never puts a bad frame on the wire. */
-function assertEncodable(streamId: number, payloadLength: number): void {
+function assertEncodable(streamId: number, payloadLength: number, flags: number): void {
+  if (!Number.isInteger(flags) || flags < 0 || flags > 0xff) {
+    throw new TunnelError('FRAME_INVALID', `Flags ${flags} do not fit in one byte.`);
+  }
   if (!Number.isInteger(streamId) || streamId < 1 || streamId > MAX_STREAM_ID) {
     throw new TunnelError('FRAME_INVALID', `Stream id ${streamId} is outside 1..2^32-1.`);
   }
@@ -69,7 +72,7 @@ function assertEncodable(streamId: number, payloadLength: number): void {
 
 /** Encodes one frame into a fresh buffer (header + payload). */
 export function encodeFrame(type: FrameType, streamId: number, payload: Uint8Array = EMPTY, flags = 0): Uint8Array {
-  assertEncodable(streamId, payload.length);
+  assertEncodable(streamId, payload.length, flags);
   const out = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
   writeHeader(out, 0, type, flags, streamId, payload.length);
   out.set(payload, FRAME_HEADER_BYTES);
@@ -81,7 +84,7 @@ export function encodeFrame(type: FrameType, streamId: number, payload: Uint8Arr
  * (the sender concatenates header and payload views into one message).
  */
 export function encodeFrameHeader(type: FrameType, streamId: number, payloadLength: number, flags = 0): Uint8Array {
-  assertEncodable(streamId, payloadLength);
+  assertEncodable(streamId, payloadLength, flags);
   const out = new Uint8Array(FRAME_HEADER_BYTES);
   writeHeader(out, 0, type, flags, streamId, payloadLength);
   return out;

@@ -16,7 +16,7 @@ const HOP_BY_HOP = new Set([
 /** The header names listed in `Connection`, which are hop-by-hop for this message too. */
 function connectionTokens(rawHeaders: readonly string[]): Set<string> {
   const tokens = new Set<string>();
-  for (let i = 0; i < rawHeaders.length; i += 2) {
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     if (rawHeaders[i]!.toLowerCase() !== 'connection') continue;
     for (const token of rawHeaders[i + 1]!.split(',')) {
       const name = token.trim().toLowerCase();

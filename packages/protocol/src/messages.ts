@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ERROR_CODES, TunnelError } from './errors.js';
+import { TunnelError, isErrorCode, type ErrorCode } from './errors.js';
 
 /** An RFC 9110 token: what a method or a header name may contain. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -34,9 +34,18 @@ export const ResponseHead = z.object({
 });
 export type ResponseHead = z.infer<typeof ResponseHead>;
 
+/**
+ * An error code on the wire. A code this version does not know (sent by a newer peer) is read as
+ * INTERNAL rather than failing the whole message, so adding a code stays compatible.
+ */
+const WireErrorCode = z
+  .string()
+  .regex(/^[A-Z][A-Z0-9_]{0,63}$/, 'must be an error code')
+  .transform((code): ErrorCode => (isErrorCode(code) ? code : 'INTERNAL'));
+
 /** RESET payload: why a stream was aborted. */
 export const ResetReason = z.object({
-  code: z.enum(ERROR_CODES),
+  code: WireErrorCode,
   message: z.string().max(1024).optional(),
 });
 export type ResetReason = z.infer<typeof ResetReason>;
@@ -63,7 +72,7 @@ export type Ready = z.infer<typeof Ready>;
 /** Sent by either side before it closes the connection because of an error. */
 export const ErrorMessage = z.object({
   type: z.literal('error'),
-  code: z.enum(ERROR_CODES),
+  code: WireErrorCode,
   message: z.string().max(4096),
 });
 export type ErrorMessage = z.infer<typeof ErrorMessage>;
@@ -113,7 +122,11 @@ export function parseControlMessage(text: string): ControlMessage {
 
 /** Serializes a control message (validated first, so we never send what we would reject). */
 export function encodeControlMessage(message: ControlMessage): string {
-  return JSON.stringify(ControlMessage.parse(message));
+  const result = ControlMessage.safeParse(message);
+  if (!result.success) {
+    throw new TunnelError('MESSAGE_INVALID', `Refusing to send an invalid ${message.type} message: ${describeIssues(result.error)}.`);
+  }
+  return JSON.stringify(result.data);
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
