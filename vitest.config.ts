@@ -8,6 +8,7 @@ export default defineConfig({
           name: 'unit',
           include: ['packages/*/src/**/*.test.ts'],
           testTimeout: 20_000,
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -18,6 +19,7 @@ export default defineConfig({
           hookTimeout: 60_000,
           // End-to-end files start real processes; two cores run two files at a time well.
           maxWorkers: 2,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

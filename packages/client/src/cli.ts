@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { TunnelError, isTunnelError } from '@tunnel/protocol';
-import { createLogger, exitOnSignals, fromEnv, parseMilliseconds, parsePort, resolveConfig } from '@tunnel/server';
+import { createLogger, exitOnSignals, fromEnv, parseCount, parseMilliseconds, parsePort, parsePositive, resolveConfig } from '@tunnel/server';
 import { agentEndpointUrl } from './relay-url.js';
 import { AGENT_DEFAULTS, AgentConfig } from './config.js';
 import { startTunnel, type Tunnel } from './tunnel.js';
@@ -8,6 +8,20 @@ import { startTunnel, type Tunnel } from './tunnel.js';
 interface AgentFlags {
   port?: number;
   localHost?: string;
+  localHttps?: boolean;
+  localServername?: string;
+  localCa?: string;
+  connectTimeout?: number;
+  poolMinIdle?: number;
+  poolMax?: number;
+  poolIdleTimeout?: number;
+  poolMaxLifetime?: number;
+  poolMaxRequests?: number;
+  breakerFailures?: number;
+  breakerCooldown?: number;
+  healthPath?: string;
+  healthInterval?: number;
+  statsInterval?: number;
   server?: string;
   subdomain?: string;
   token?: string;
@@ -28,12 +42,26 @@ function buildProgram(): Command {
     .description('Expose a local HTTP service at a public URL through a tunnel relay.')
     .requiredOption('-p, --port <n>', 'local port to forward to (1-65535)', parsePort(false))
     .option('--local-host <host>', 'local host to forward to', AGENT_DEFAULTS.localHost)
+    .option('--local-https', 'the local service speaks HTTPS')
+    .option('--local-servername <name>', 'TLS SNI name for the local service, when it differs from --local-host')
+    .option('--local-ca <file>', 'PEM CA to verify the local HTTPS service with (without it, not verified)')
     .option('--server <url>', 'relay URL, e.g. https://relay.example.com (env TUNNEL_SERVER); none starts an embedded relay')
     .option('--subdomain <name>', 'ask the relay for this name')
     .option('--token <token>', 'token the relay asks for (env TUNNEL_TOKEN)')
     .option('--relay-port <n>', 'port of the embedded relay, 0 for any free port', parsePort(true))
     .option('--local-timeout <ms>', 'how long the local service may take to answer', parseMilliseconds)
     .option('--ping-interval <ms>', 'how often to check the relay is alive', parseMilliseconds)
+    .option('--connect-timeout <ms>', 'how long a connection to the local service may take', parsePositive)
+    .option('--pool-min-idle <n>', 'idle local connections kept warm while traffic flows', parseCount)
+    .option('--pool-max <n>', 'most local connections at once', parsePositive)
+    .option('--pool-idle-timeout <ms>', 'idle timeout when the local service sends no Keep-Alive hint', parsePositive)
+    .option('--pool-max-lifetime <ms>', 'retire a local connection this long after it opened (0 = never)', parseMilliseconds)
+    .option('--pool-max-requests <n>', 'retire a local connection after this many requests (0 = never)', parseCount)
+    .option('--breaker-failures <n>', 'consecutive failures that stop traffic to the local service', parsePositive)
+    .option('--breaker-cooldown <ms>', 'first wait before trying the local service again', parsePositive)
+    .option('--health-path <path>', 'probe this path on the local service, e.g. /healthz')
+    .option('--health-interval <ms>', 'how often to probe --health-path', parsePositive)
+    .option('--stats-interval <ms>', 'how often to log pool figures (0 = only at exit)', parseMilliseconds)
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env LOG_LEVEL)')
     .configureOutput({ outputError: (text, write) => write(`tunnel: ${text.replace(/^error: /, '')}`) });
 }
@@ -56,6 +84,20 @@ export async function main(argv: string[]): Promise<void> {
         values: {
           port: flags.port,
           localHost: flags.localHost,
+          localHttps: flags.localHttps,
+          localServername: flags.localServername,
+          localCa: flags.localCa,
+          connectTimeoutMs: flags.connectTimeout,
+          poolMinIdle: flags.poolMinIdle,
+          poolMaxSockets: flags.poolMax,
+          poolIdleTimeoutMs: flags.poolIdleTimeout,
+          poolMaxLifetimeMs: flags.poolMaxLifetime,
+          poolMaxRequests: flags.poolMaxRequests,
+          breakerFailures: flags.breakerFailures,
+          breakerCooldownMs: flags.breakerCooldown,
+          healthPath: flags.healthPath,
+          healthIntervalMs: flags.healthInterval,
+          statsIntervalMs: flags.statsInterval,
           server: flags.server,
           subdomain: flags.subdomain,
           token: flags.token,
@@ -95,7 +137,7 @@ function describeStartFailure(error: unknown, config: AgentConfig): string {
 }
 
 function announce(tunnel: Tunnel, config: AgentConfig, isTty: boolean): void {
-  const local = `http://${config.localHost}:${config.port}`;
+  const local = `${config.localHttps ? 'https' : 'http'}://${config.localHost}:${config.port}`;
   const hint = tunnel.relay
     ? `Using an embedded relay on 127.0.0.1:${tunnel.relay.port}; for a public URL, run tunnel-server on a public host and pass --server https://<your relay>.`
     : null;

@@ -29,6 +29,21 @@ export interface ConnectionOptions {
   handshakeTimeoutMs: number;
 }
 
+/**
+ * Client-to-server masking (RFC 6455 §5.3) guards against proxies in the path that mistake
+ * frame bytes for HTTP. On loopback, and inside TLS, no such proxy can read the stream, so an
+ * all-zero mask is used there: ws then skips the XOR on both ends, a large share of the CPU.
+ */
+function needsMasking(url: string): boolean {
+  const { protocol, hostname } = new URL(url);
+  if (protocol === 'wss:') return false;
+  return !(hostname === 'localhost' || hostname === '[::1]' || hostname.startsWith('127.'));
+}
+
+function zeroMask(mask: Uint8Array): void {
+  mask.fill(0);
+}
+
 /** How a connection ended. */
 export interface ConnectionEnd {
   code: number;
@@ -94,6 +109,7 @@ export class RelayConnection {
         maxPayload: MAX_MESSAGE_BYTES,
         perMessageDeflate: false,
         handshakeTimeout: options.handshakeTimeoutMs,
+        ...(needsMasking(options.url) ? {} : { generateMask: zeroMask }),
       });
       let refusal: TunnelError | null = null;
       const fail = (error: TunnelError): void => {

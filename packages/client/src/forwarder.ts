@@ -29,6 +29,9 @@ export interface StreamHost {
   release(streamId: number): void;
 }
 
+/** Shared, so the normal end of a stream builds no error object (and captures no stack). */
+const STREAM_OVER = new TunnelError('STREAM_CANCELLED', 'The stream is over.');
+
 /** Request headers undici manages itself or rejects; 100-continue is not carried yet. */
 const NOT_REPLAYED = new Set(['expect']);
 
@@ -63,7 +66,7 @@ export class AgentStream {
     const headers: string[] = [];
     for (const [name, value] of head.headers) if (!NOT_REPLAYED.has(name.toLowerCase())) headers.push(name, value);
     try {
-      this.#upstream.dispatcher.dispatch(
+      this.#upstream.dispatch(
         { method: head.method, path: head.target, headers, body: this.#requestBody },
         this.#handler,
       );
@@ -103,8 +106,11 @@ export class AgentStream {
   abort(reason: TunnelError): void {
     if (this.#released) return;
     this.#log.debug({ code: reason.code }, 'stream aborted');
-    this.#controller?.abort(reason);
+    // Release first: undici reports the abort through onResponseError at once, and a released
+    // stream must not answer it with a warning and a RESET the relay never asked for.
+    const controller = this.#controller;
     this.#release(reason);
+    controller?.abort(reason);
   }
 
   readonly #handler: Dispatcher.DispatchHandler = {
@@ -155,8 +161,7 @@ export class AgentStream {
   #release(reason: TunnelError | null): void {
     if (this.#released) return;
     this.#released = true;
-    const closed = reason ?? new TunnelError('STREAM_CANCELLED', 'The stream is over.');
-    this.#credit.close(closed);
+    this.#credit.close(reason ?? STREAM_OVER);
     if (this.#responseBody && !this.#responseBody.writableFinished) this.#responseBody.destroy();
     if (this.#requestBody && !this.#requestBody.readableEnded) this.#requestBody.destroy();
     this.#host.release(this.id);

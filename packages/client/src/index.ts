@@ -1,6 +1,11 @@
 export { startAgent, CLIENT_VERSION, type Agent, type AgentOptions } from './agent.js';
-export { startTunnel, type Tunnel } from './tunnel.js';
+export { startTunnel, poolOptionsFor, type Tunnel } from './tunnel.js';
 export { AgentConfig, AGENT_DEFAULTS } from './config.js';
-export { createUpstream, type Upstream, type LocalTarget } from './upstream.js';
+export { PoolRegistry, sharedPools, poolKey, type Upstream } from './upstream.js';
+export { LocalPool, type PoolOptions } from './pool/local-pool.js';
+export { Breaker, type BreakerState, type BreakerOptions } from './pool/breaker.js';
+export type { PoolFigures } from './pool/stats.js';
+export type { LocalTls } from './pool/dialer.js';
+export type { Clock } from './pool/clock.js';
 export { backoffDelay, type BackoffOptions } from './backoff.js';
 export { agentEndpointUrl } from './relay-url.js';

@@ -4,6 +4,9 @@ import { FrameType, MAX_FRAME_PAYLOAD } from './frame.js';
 import type { SendCredit } from './flow.js';
 import type { FrameWriter } from './frame-writer.js';
 
+/** Shared, so closing a finished writer builds no error object (and captures no stack). */
+const WRITER_CLOSED = new TunnelError('STREAM_CANCELLED', 'The stream was closed.');
+
 /**
  * A Writable that turns a body into DATA frames for one stream, and END when it finishes.
  * It never sends beyond the stream's credit and waits while the connection is congested, so
@@ -38,7 +41,7 @@ export class BodyWriter extends Writable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.#credit.close(error ?? new TunnelError('STREAM_CANCELLED', 'The stream was closed.'));
+    this.#credit.close(error ?? WRITER_CLOSED);
     callback(error);
   }
 

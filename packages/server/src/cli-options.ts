@@ -18,6 +18,18 @@ export function parseMilliseconds(value: string): number {
   return Number(value);
 }
 
+/** Parses a whole number (0 or more) for a flag. */
+export function parseCount(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('must be a whole number (0 or more).');
+  return Number(value);
+}
+
+/** Parses a positive whole number for a flag. */
+export function parsePositive(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError('must be a whole number of 1 or more.');
+  return Number(value);
+}
+
 /** Reads an environment variable, treating an empty value as unset. */
 export function fromEnv(name: string): string | undefined {
   const value = process.env[name];

@@ -5,4 +5,4 @@ export { routeHost, hostnameOf, type Route } from './router.js';
 export { randomName } from './names.js';
 export { AGENT_PATH } from './ingress.js';
 export { CLOSE_REFUSED } from './agent-endpoint.js';
-export { parsePort, parseMilliseconds, fromEnv, exitOnSignals } from './cli-options.js';
+export { parsePort, parseMilliseconds, parseCount, parsePositive, fromEnv, exitOnSignals } from './cli-options.js';

@@ -22,6 +22,9 @@ import type { Logger } from './logger.js';
 import { pageFor, sendPage } from './pages.js';
 import { flattenHeaders } from './proxy-headers.js';
 
+/** Shared, so the normal end of a stream builds no error object (and captures no stack). */
+const STREAM_OVER = new TunnelError('STREAM_CANCELLED', 'The stream is over.');
+
 /** What a stream needs from its session. */
 export interface StreamHost {
   readonly frames: FrameWriter;
@@ -157,8 +160,7 @@ export class RelayStream {
   #release(): void {
     if (this.#released) return;
     this.#released = true;
-    const reason = new TunnelError('STREAM_CANCELLED', 'The stream is over.');
-    this.#credit.close(reason);
+    this.#credit.close(STREAM_OVER);
     if (this.#body && !this.#body.writableFinished) {
       // The response is complete while the upload is not: the agent no longer wants it.
       this.#req.unpipe(this.#body);

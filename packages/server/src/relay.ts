@@ -60,11 +60,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     createRequestHandler(ingress),
   );
   server.on('upgrade', createUpgradeHandler(ingress));
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
-    log.debug({ err: error, code: error.code }, 'malformed public request');
-    if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
-  });
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => answerClientError(error, socket, log));
   const connections = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
     connections.add(socket);
@@ -107,6 +103,20 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     }),
     close,
   };
+}
+
+/** Answers a public connection Node's parser gave up on: a status if the socket can take one. */
+function answerClientError(error: NodeJS.ErrnoException, socket: Socket, log: Logger): void {
+  if (error.code === 'ECONNRESET' || !socket.writable || socket.destroyed) {
+    log.debug({ code: error.code }, 'public client connection reset');
+    socket.destroy();
+    return;
+  }
+  const status = error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
+    : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout'
+    : '400 Bad Request';
+  log.debug({ code: error.code, status }, 'malformed public request');
+  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {
