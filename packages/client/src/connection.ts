@@ -182,7 +182,8 @@ export class RelayConnection {
       throw new TunnelError('FRAME_OUT_OF_ORDER', `OPEN reuses stream id ${streamId}; ids must increase.`);
     }
     this.#lastStreamId = streamId;
-    const stream = new AgentStream(streamId, this.#streamHost, this.#upstream, this.#log.child({ streamId }));
+    // The connection's logger, not a child per stream: log calls name the stream in a field.
+    const stream = new AgentStream(streamId, this.#streamHost, this.#upstream, this.#log);
     this.#streams.set(streamId, stream);
     stream.start(head);
   }

@@ -105,7 +105,7 @@ export class AgentStream {
   /** Aborts the local request (the relay reset the stream, or the connection is gone). */
   abort(reason: TunnelError): void {
     if (this.#released) return;
-    this.#log.debug({ code: reason.code }, 'stream aborted');
+    this.#log.debug({ streamId: this.id, code: reason.code }, 'stream aborted');
     // Release first: undici reports the abort through onResponseError at once, and a released
     // stream must not answer it with a warning and a RESET the relay never asked for.
     const controller = this.#controller;
@@ -128,7 +128,7 @@ export class AgentStream {
       this.#host.frames.write(FrameType.HEAD, this.id, encodeJsonPayload(head));
       const body = new BodyWriter(this.id, this.#credit, this.#host.frames);
       body.on('drain', () => controller.resume());
-      body.on('error', (error: Error) => this.#log.debug({ err: error }, 'response body stopped'));
+      body.on('error', (error: Error) => this.#log.debug({ streamId: this.id, err: error }, 'response body stopped'));
       body.on('finish', () => this.#release(null));
       this.#responseBody = body;
     },
@@ -141,7 +141,7 @@ export class AgentStream {
     onResponseError: (_controller, error) => {
       if (this.#released) return;
       const failure = error instanceof TunnelError ? error : describeLocalFailure(error, this.#upstream.label);
-      this.#log.warn({ code: failure.code, err: error }, 'local request failed');
+      this.#log.warn({ streamId: this.id, code: failure.code, err: error }, 'local request failed');
       this.#reset(failure);
     },
   };

@@ -32,7 +32,14 @@ export class BodyWriter extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.#send(chunk).then(() => callback(), callback);
+    // Fast path: with credit and an uncongested connection the chunk goes out now and the write
+    // completes synchronously, so HEAD, DATA and END of a small response share one message.
+    const offset = this.#sendNow(chunk, 0);
+    if (offset === chunk.length) {
+      callback();
+      return;
+    }
+    this.#send(chunk, offset).then(() => callback(), callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -45,8 +52,20 @@ export class BodyWriter extends Writable {
     callback(error);
   }
 
-  async #send(chunk: Uint8Array): Promise<void> {
-    let offset = 0;
+  /** Sends what credit allows without waiting; returns how far into `chunk` it got. */
+  #sendNow(chunk: Uint8Array, start: number): number {
+    let offset = start;
+    while (offset < chunk.length && this.#credit.available > 0 && !this.#frames.isCongested) {
+      const size = this.#credit.take(Math.min(MAX_FRAME_PAYLOAD, chunk.length - offset));
+      this.#frames.write(FrameType.DATA, this.#streamId, chunk.subarray(offset, offset + size));
+      offset += size;
+      this.#bytesSent += size;
+    }
+    return offset;
+  }
+
+  async #send(chunk: Uint8Array, start: number): Promise<void> {
+    let offset = start;
     while (offset < chunk.length) {
       if (this.#credit.available === 0) await this.#credit.whenAvailable();
       const congested = this.#frames.whenWritable();

@@ -98,7 +98,7 @@ export class AgentSession {
     if (this.#streams.size >= this.#maxStreams) return 'TOO_MANY_STREAMS';
     this.#lastStreamId += 1;
     const id = this.#lastStreamId;
-    const stream = new RelayStream(id, req, res, this.#streamHost, this.#log.child({ streamId: id }));
+    const stream = new RelayStream(id, req, res, this.#streamHost, this.#log);
     this.#streams.set(id, stream);
     stream.start(head);
     return null;

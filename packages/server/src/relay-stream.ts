@@ -72,7 +72,7 @@ export class RelayStream {
     this.#body = body;
     // pipe rather than pipeline: when the response ends before the upload, the request must be
     // unpiped and drained, not destroyed, or its socket (and the finished response) would go too.
-    body.on('error', (error: Error) => this.#log.debug({ err: error }, 'request body stopped'));
+    body.on('error', (error: Error) => this.#log.debug({ streamId: this.id, err: error }, 'request body stopped'));
     this.#req.pipe(body);
   }
 
@@ -112,7 +112,7 @@ export class RelayStream {
       if (head.statusMessage) this.#res.writeHead(head.status, head.statusMessage, flattenHeaders(head.headers));
       else this.#res.writeHead(head.status, flattenHeaders(head.headers));
     } catch (cause) {
-      this.#log.warn({ err: cause }, 'local service sent a response head Node cannot write');
+      this.#log.warn({ streamId: this.id, err: cause }, 'local service sent a response head Node cannot write');
       this.#resetAgent('LOCAL_ERROR');
       this.fail('LOCAL_ERROR', 'The local service sent a response head that cannot be passed on.');
     }
@@ -142,7 +142,7 @@ export class RelayStream {
   }
 
   #onReset(reason: ResetReason): void {
-    this.#log.debug({ code: reason.code }, 'agent reset the stream');
+    this.#log.debug({ streamId: this.id, code: reason.code }, 'agent reset the stream');
     this.fail(reason.code, reason.message);
   }
 
