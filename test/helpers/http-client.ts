@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { request, type IncomingHttpHeaders } from 'node:http';
+import { request, type Agent, type IncomingHttpHeaders } from 'node:http';
 
 /** What a test sees of a response. */
 export interface ClientResponse {
@@ -16,6 +16,8 @@ export interface ClientRequest {
   headers?: Record<string, string | string[]>;
   body?: Buffer;
   timeoutMs?: number;
+  /** A keep-alive agent to reuse connections; by default each request has its own. */
+  agent?: Agent;
 }
 
 /**
@@ -31,7 +33,7 @@ export function fetchVia(url: URL, options: ClientRequest = {}): Promise<ClientR
         method: options.method ?? 'GET',
         path: options.path ?? '/',
         headers: { host: url.host, ...options.headers },
-        agent: false,
+        agent: options.agent ?? false,
         timeout: options.timeoutMs ?? 30_000,
       },
       (res) => {

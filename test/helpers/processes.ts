@@ -100,11 +100,33 @@ export async function startRelayProcess(
   return { ...proc, url: new URL(proc.firstLine) };
 }
 
+/** The JSON log lines a process wrote to stderr with message `msg`. */
+export function logLines(stderr: string, msg: string): Array<Record<string, unknown>> {
+  return stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((entry) => entry.msg === msg);
+}
+
+/** Asks a running agent for its pool figures (SIGUSR2) and returns the line it logs. */
+export async function poolFigures(agent: RunningProcess): Promise<Record<string, number | string>> {
+  const before = logLines(agent.stderr(), 'pool figures').length;
+  agent.kill('SIGUSR2');
+  for (let i = 0; i < 200; i += 1) {
+    const lines = logLines(agent.stderr(), 'pool figures');
+    if (lines.length > before) return lines[before]!.pool as Record<string, number | string>;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error('the agent logged no pool figures after SIGUSR2');
+}
+
 /** Starts `tunnel` and returns it with its public URL. */
 export async function startAgentProcess(
   args: string[],
   cleanup?: (fn: () => Promise<void>) => void,
 ): Promise<RunningProcess & { url: URL }> {
-  const proc = await startCli(TUNNEL_BIN, [...args, '--log-level', 'warn'], undefined, cleanup);
+  const level = args.includes('--log-level') ? [] : ['--log-level', 'warn'];
+  const proc = await startCli(TUNNEL_BIN, [...args, ...level], undefined, cleanup);
   return { ...proc, url: new URL(proc.firstLine) };
 }

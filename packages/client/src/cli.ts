@@ -121,6 +121,8 @@ export async function main(argv: string[]): Promise<void> {
     die(describeStartFailure(error, config), 1);
   }
   announce(tunnel, config, isTty);
+  // `kill -USR2 <pid>` logs the pool's figures on demand, without restarting anything.
+  process.on('SIGUSR2', () => log.info({ pool: tunnel.upstream.figures() }, 'pool figures'));
   exitOnSignals(() => tunnel.close());
 }
 

@@ -47,6 +47,7 @@ export class AgentStream {
   readonly #credit = new SendCredit();
   readonly #window = new ReceiveWindow();
   readonly #inbound: InboundState = { headReceived: true, remoteEnded: false };
+  #method = 'GET';
   #requestBody: InboundBody | null = null;
   #responseBody: BodyWriter | null = null;
   #controller: Dispatcher.DispatchController | null = null;
@@ -61,6 +62,7 @@ export class AgentStream {
 
   /** Starts the local request for `head`. */
   start(head: RequestHead): void {
+    this.#method = head.method;
     if (head.hasBody) this.#requestBody = new InboundBody((bytes) => this.#grant(bytes));
     // undici takes an array of headers as flat name/value pairs, which keeps order and repeats.
     const headers: string[] = [];
@@ -140,7 +142,7 @@ export class AgentStream {
     },
     onResponseError: (_controller, error) => {
       if (this.#released) return;
-      const failure = error instanceof TunnelError ? error : describeLocalFailure(error, this.#upstream.label);
+      const failure = error instanceof TunnelError ? error : describeLocalFailure(error, this.#upstream.label, this.#method);
       this.#log.warn({ streamId: this.id, code: failure.code, err: error }, 'local request failed');
       this.#reset(failure);
     },

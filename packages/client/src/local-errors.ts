@@ -1,6 +1,7 @@
 import { TunnelError } from '@tunnel/protocol';
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+const RACE = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'POOL_SOCKET_CLOSED']);
 const TIMEOUT = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
 
 /** The first errno-style code in an error, its cause, or an AggregateError's members. */
@@ -21,8 +22,15 @@ function codeOf(error: unknown, depth = 0): string | undefined {
  * Translates a failure talking to the local service into the error the public client sees:
  * refused or unresolvable → LOCAL_UNREACHABLE, slow → LOCAL_TIMEOUT, anything else LOCAL_ERROR.
  */
-export function describeLocalFailure(error: unknown, label: string): TunnelError {
+export function describeLocalFailure(error: unknown, label: string, method = 'the'): TunnelError {
   const code = codeOf(error);
+  if (code && RACE.has(code)) {
+    return new TunnelError(
+      'LOCAL_ERROR',
+      `The local service at ${label} closed the connection before answering; the ${method} request was not sent again because repeating it might not be safe.`,
+      { cause: error },
+    );
+  }
   if (code && UNREACHABLE.has(code)) {
     return new TunnelError('LOCAL_UNREACHABLE', `The local service at ${label} refused the connection (${code}). Is it running?`, { cause: error });
   }

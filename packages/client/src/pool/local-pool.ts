@@ -177,7 +177,7 @@ export class LocalPool {
       released = true;
       this.#release(connection, broken);
     };
-    connection.client.dispatch(options, {
+    connection.client.dispatch(this.#withServername(options), {
       onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
       onResponseStart: (controller, status, headers, message) => {
         responded = true;
@@ -206,6 +206,16 @@ export class LocalPool {
         handler.onResponseError?.(controller, error);
       },
     });
+  }
+
+  /**
+   * For HTTPS, undici drops a socket whenever a request's servername (taken from its Host
+   * header, here the public tunnel host) differs from the last one. The pool's sockets are
+   * already keyed by SNI name, so every request states the pool's own name.
+   */
+  #withServername(options: Dispatcher.DispatchOptions): Dispatcher.DispatchOptions {
+    if (!this.#options.tls) return options;
+    return { ...options, servername: this.#options.tls.servername ?? this.#options.host } as Dispatcher.DispatchOptions;
   }
 
   #learn(connection: PooledConnection, rawHeaders: string[]): void {

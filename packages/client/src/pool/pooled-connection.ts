@@ -106,7 +106,9 @@ export class PooledConnection {
     if (this.#closed) return;
     this.#closed = true;
     if (!this.socket.destroyed) this.socket.destroy();
-    this.client.destroy().catch(() => undefined);
+    // A busy socket's request learns of the close from undici itself, with the real cause; the
+    // pool retires this connection when the request is released.
+    if (!this.busy) this.client.destroy().catch(() => undefined);
     onClosed(this, reason);
   }
 }
