@@ -80,6 +80,13 @@ function startChild(name, command, args, { shortLived = false, stdinPipe = false
   });
   readline.createInterface({ input: child.stderr }).on('line', (line) => {
     entry.stderrLines += 1;
+    const parsed = parseLogLine(line);
+    // The agent's pool figures (logged on SIGUSR2) are read, not echoed; so is routine info.
+    if (parsed?.msg === 'pool figures') {
+      entry.poolFigures = parsed.pool;
+      return;
+    }
+    if (parsed && parsed.level < 40) return;
     if (entry.stderr.length < MAX_LOG_LINES) entry.stderr.push(line);
   });
   if (child.pid !== undefined) children.set(child.pid, entry);
@@ -398,6 +405,24 @@ function printTable(rows) {
   for (const cells of body) console.log(line(cells));
 }
 
+/** A pino JSON log line as an object, or null for any other line. */
+function parseLogLine(line) {
+  if (!line.startsWith('{')) return null;
+  try {
+    return JSON.parse(line);
+  } catch {
+    return null;
+  }
+}
+
+/** Asks the agent for its pool figures (SIGUSR2) and waits up to 2 s for the log line. */
+async function readPoolFigures(entry) {
+  entry.poolFigures = undefined;
+  process.kill(entry.child.pid, 'SIGUSR2');
+  for (let i = 0; i < 200 && entry.poolFigures === undefined; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  return entry.poolFigures ?? null;
+}
+
 function summarizeLogLine(line) {
   try {
     const entry = JSON.parse(line);
@@ -441,7 +466,9 @@ async function main() {
     // which may resolve to ::1 first on some machines.
     '--local-host', LOOPBACK,
     '--relay-port', '0',
-    '--log-level', 'warn',
+    // info, so the pool figures logged on SIGUSR2 reach us; routine info lines are dropped.
+    '--log-level', 'info',
+    '--stats-interval', '0',
   ];
   const tunnel = startChild('tunnel', process.execPath, tunnelArgs, { stdinPipe: true });
   const publicUrl = await firstLine(tunnel, STARTUP_TIMEOUT_MS);
@@ -522,6 +549,16 @@ async function main() {
     } catch (error) {
       fail(`after the benchmark: ${error.message}`);
     }
+  }
+  const pool = tunnelAlive() ? await readPoolFigures(tunnel) : null;
+  if (pool) {
+    notes.push(
+      `agent pool: ${pool.requests} requests over ${pool.connectionsOpened} local connections opened ` +
+        `(reuse rate ${(pool.reuseRate * 100).toFixed(2)}%), ${pool.retries} retries, ` +
+        `acquire p50 ${pool.acquireMsP50.toFixed(3)} ms, p99 ${pool.acquireMsP99.toFixed(3)} ms`,
+    );
+  } else if (!tunnelBroken) {
+    fail('the agent did not log its pool figures after SIGUSR2');
   }
   const mem = readProcStatus(tunnel.child.pid);
   if (mem) notes.push(`tunnel process memory at the end: RSS ${mem.rssMiB.toFixed(0)} MiB, peak RSS ${mem.peakMiB.toFixed(0)} MiB`);
