@@ -31,6 +31,9 @@ export interface PoolOptions extends DialTarget, ConnectionLimits {
 type Handler = Dispatcher.DispatchHandler;
 type Waiter = { resolve: (connection: PooledConnection) => void; reject: (error: Error) => void };
 
+/** Any answer at all shows the service is up: a 500 is the app's business, not the pool's. */
+const anyStatus = (): boolean => true;
+
 /** A controller for a request that never reached a socket. */
 const NO_CONTROLLER: Dispatcher.DispatchController = {
   aborted: false,
@@ -101,13 +104,10 @@ export class LocalPool {
   probe(path: string): Promise<boolean> {
     return new Promise((resolve) => {
       this.#send({ method: 'GET', path, headers: ['user-agent', 'tunnel-health-probe'] }, {
-        onResponseStart: (_controller, status) => {
-          if (status >= 500) this.#breaker.recordFailure(`health probe answered ${status}`);
-          resolve(status < 500);
-        },
+        onResponseStart: (_controller, status) => resolve(status < 500),
         onResponseData: () => undefined,
         onResponseError: () => resolve(false),
-      }, false);
+      }, false, (status) => status < 500);
     });
   }
 
@@ -144,7 +144,8 @@ export class LocalPool {
     this.#active.clear();
   }
 
-  #send(options: Dispatcher.DispatchOptions, handler: Handler, isRetry: boolean): void {
+  /** `isHealthy` says which statuses count as the service answering well (probes: below 500). */
+  #send(options: Dispatcher.DispatchOptions, handler: Handler, isRetry: boolean, isHealthy: (status: number) => boolean = anyStatus): void {
     const admission = this.#breaker.admit();
     if (!admission.allowed) {
       this.#figures.fastFailures += 1;
@@ -159,13 +160,13 @@ export class LocalPool {
     this.#acquire(isRetry).then(
       (connection) => {
         this.#acquireMs.add(this.#clock.now() - started);
-        this.#run(connection, options, handler, isRetry);
+        this.#run(connection, options, handler, isRetry, isHealthy);
       },
       (error: unknown) => handler.onResponseError?.(NO_CONTROLLER, error as Error),
     );
   }
 
-  #run(connection: PooledConnection, options: Dispatcher.DispatchOptions, handler: Handler, isRetry: boolean): void {
+  #run(connection: PooledConnection, options: Dispatcher.DispatchOptions, handler: Handler, isRetry: boolean, isHealthy: (status: number) => boolean): void {
     connection.requests += 1;
     connection.busy = true;
     this.#active.add(connection);
@@ -181,7 +182,8 @@ export class LocalPool {
       onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
       onResponseStart: (controller, status, headers, message) => {
         responded = true;
-        this.#breaker.recordSuccess();
+        if (isHealthy(status)) this.#breaker.recordSuccess();
+        else this.#breaker.recordFailure(`answered ${status}`);
         const raw = (controller.rawHeaders as Buffer[] | null | undefined)?.map((part) => part.toString('latin1')) ?? [];
         this.#learn(connection, raw);
         handler.onResponseStart?.(controller, status, headers, message);
@@ -196,7 +198,7 @@ export class LocalPool {
         if (!responded && reused && !isRetry && isKeepAliveRace(error) && mayRetry(options.method, options.body != null, error)) {
           this.#figures.retries += 1;
           this.#log.debug({ code: (error as NodeJS.ErrnoException).code, method: options.method }, 'reused socket was closed under the request; retrying on a fresh one');
-          this.#send(options, handler, true);
+          this.#send(options, handler, true, isHealthy);
           return;
         }
         if (isTimeout(error)) {
