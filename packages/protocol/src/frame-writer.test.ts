@@ -114,6 +114,20 @@ describe('FrameWriter backpressure', () => {
     expect(writer.whenWritable()).toBeUndefined();
   });
 
+  it('wakes a waiter when the socket drains of bytes it did not send itself', async () => {
+    const sink = new FakeSink();
+    const writer = new FrameWriter(sink, { highWaterMark: 100 });
+    // Congested by others (control messages, pings): no send of the writer's own is in flight.
+    sink.bufferedAmount = 2_000_000;
+    const waiting = writer.whenWritable()!;
+    const waiter = track(waiting);
+    await nextMacrotask();
+    expect(waiter.state).toBe('pending');
+    sink.bufferedAmount = 0;
+    await waiting;
+    expect(waiter.state).toBe('resolved');
+  });
+
   it('keeps waiting when a send completes but the socket is still over the mark', async () => {
     const sink = new FakeSink();
     const writer = new FrameWriter(sink, { highWaterMark: 100 });

@@ -13,6 +13,7 @@ export interface FrameWriterOptions {
 }
 
 const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
+const RECHECK_MS = 10;
 const FLUSH_AT_BYTES = 2 * (MAX_FRAME_PAYLOAD + FRAME_HEADER_BYTES);
 
 /**
@@ -29,6 +30,9 @@ export class FrameWriter {
   #flushScheduled = false;
   #waiters: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
   #closedWith: Error | null = null;
+  /** Sends of ours whose callback has not fired: each one is a chance to wake the waiters. */
+  #inFlight = 0;
+  #recheck: ReturnType<typeof setTimeout> | null = null;
 
   constructor(sink: MessageSink, options: FrameWriterOptions = {}) {
     this.#sink = sink;
@@ -59,7 +63,9 @@ export class FrameWriter {
   whenWritable(): Promise<void> | undefined {
     if (this.#closedWith) return Promise.reject(this.#closedWith);
     if (!this.isCongested) return undefined;
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    const waiting = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    this.#scheduleRecheck();
+    return waiting;
   }
 
   /** Sends the pending batch now. */
@@ -69,7 +75,9 @@ export class FrameWriter {
     const message = this.#parts.length === 1 ? this.#parts[0]! : concat(this.#parts, this.#partBytes);
     this.#parts = [];
     this.#partBytes = 0;
+    this.#inFlight += 1;
     this.#sink.send(message, (error) => {
+      this.#inFlight -= 1;
       if (error) this.close(new TunnelError('AGENT_DISCONNECTED', 'The tunnel connection failed while sending.', { cause: error }));
       else this.#wakeIfDrained();
     });
@@ -81,9 +89,24 @@ export class FrameWriter {
     this.#closedWith = reason;
     this.#parts = [];
     this.#partBytes = 0;
+    if (this.#recheck) clearTimeout(this.#recheck);
+    this.#recheck = null;
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const waiter of waiters) waiter.reject(reason);
+  }
+
+  /**
+   * When the socket is congested by bytes other than ours (control messages, pings), no send
+   * callback of ours may come to wake the waiters; then look again shortly until it drains.
+   */
+  #scheduleRecheck(): void {
+    if (this.#inFlight > 0 || this.#recheck !== null) return;
+    this.#recheck = setTimeout(() => {
+      this.#recheck = null;
+      this.#wakeIfDrained();
+      if (this.#waiters.length > 0 && !this.#closedWith) this.#scheduleRecheck();
+    }, RECHECK_MS);
   }
 
   #wakeIfDrained(): void {
