@@ -31,6 +31,10 @@ export class PooledConnection {
   serverWillClose = false;
   /** A request is using the socket; undici, not the pool, then handles its end. */
   busy = false;
+  /** Dialed ahead of demand: its first request is on a socket that sat idle, like a reused one. */
+  warm = false;
+  /** The pool has let go of this socket (and counted why); later retirements are no-ops. */
+  retired = false;
   #handedOver = false;
   #closed = false;
 
