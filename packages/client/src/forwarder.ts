@@ -1,6 +1,9 @@
+import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import {
   BodyWriter,
+  DataSink,
+  bridgeSocket,
   FrameType,
   ReceiveWindow,
   ResetReason,
@@ -29,6 +32,12 @@ export interface StreamHost {
   release(streamId: number): void;
 }
 
+/** undici's raw headers as strings, or null when it gave none. */
+function rawHeaderStrings(raw: Dispatcher.DispatchController['rawHeaders']): string[] | null {
+  if (!Array.isArray(raw)) return null;
+  return raw.map((part) => (typeof part === 'string' ? part : part.toString('latin1')));
+}
+
 /** Shared, so the normal end of a stream builds no error object (and captures no stack). */
 const STREAM_OVER = new TunnelError('STREAM_CANCELLED', 'The stream is over.');
 
@@ -50,6 +59,8 @@ export class AgentStream {
   #method = 'GET';
   #requestBody: InboundBody | null = null;
   #responseBody: BodyWriter | null = null;
+  /** After a 101: the local socket now speaking the new protocol, and where relay DATA goes. */
+  #upgraded: { socket: Duplex; sink: DataSink } | null = null;
   #controller: Dispatcher.DispatchController | null = null;
   #released = false;
 
@@ -69,7 +80,7 @@ export class AgentStream {
     for (const [name, value] of head.headers) if (!NOT_REPLAYED.has(name.toLowerCase())) headers.push(name, value);
     try {
       this.#upstream.dispatch(
-        { method: head.method, path: head.target, headers, body: this.#requestBody },
+        { method: head.method, path: head.target, headers, body: this.#requestBody, ...(head.upgrade ? { upgrade: head.upgrade } : {}) },
         this.#handler,
       );
     } catch (error) {
@@ -84,12 +95,14 @@ export class AgentStream {
     acceptInbound(this.#inbound, frame.type, this.id);
     switch (frame.type) {
       case FrameType.DATA:
+        if (this.#upgraded) return this.#upgraded.sink.write(frame.payload);
         if (!this.#requestBody) throw new TunnelError('FRAME_OUT_OF_ORDER', `DATA on stream ${this.id}, whose request has no body.`);
         this.#window.receive(frame.payload.length);
         this.#requestBody.add(frame.payload);
         return;
       case FrameType.END:
-        this.#requestBody?.finish();
+        if (this.#upgraded) this.#upgraded.socket.end();
+        else this.#requestBody?.finish();
         return;
       case FrameType.RESET: {
         const reason = decodeJsonPayload(ResetReason, frame.payload, 'reset reason');
@@ -123,9 +136,8 @@ export class AgentStream {
     onResponseStart: (controller, statusCode, headers, statusMessage) => {
       // 1xx informational answers are not passed on yet; the final head follows.
       if (this.#released || statusCode < 200) return;
-      const raw = Array.isArray(controller.rawHeaders)
-        ? controller.rawHeaders.map((part) => (typeof part === 'string' ? part : part.toString('latin1')))
-        : Object.entries(headers).flatMap(([name, value]) => (Array.isArray(value) ? value.flatMap((v) => [name, v]) : [name, String(value)]));
+      const raw = rawHeaderStrings(controller.rawHeaders)
+        ?? Object.entries(headers).flatMap(([name, value]) => (Array.isArray(value) ? value.flatMap((v) => [name, v]) : [name, String(value)]));
       const head = { status: statusCode, statusMessage: statusMessage || undefined, headers: endToEndHeaders(raw) };
       this.#host.frames.write(FrameType.HEAD, this.id, encodeJsonPayload(head));
       const body = new BodyWriter(this.id, this.#credit, this.#host.frames);
@@ -133,6 +145,19 @@ export class AgentStream {
       body.on('error', (error: Error) => this.#log.debug({ streamId: this.id, err: error }, 'response body stopped'));
       body.on('finish', () => this.#release(null));
       this.#responseBody = body;
+    },
+    onRequestUpgrade: (_controller, statusCode, _headers, socket) => {
+      if (this.#released) {
+        socket.destroy();
+        return;
+      }
+      const raw = rawHeaderStrings(_controller.rawHeaders) ?? [];
+      this.#host.frames.write(FrameType.HEAD, this.id, encodeJsonPayload({ status: statusCode, headers: endToEndHeaders(raw) }));
+      const sink = new DataSink(this.id, this.#host.frames, this.#window);
+      this.#upgraded = { socket, sink };
+      const outgoing = new BodyWriter(this.id, this.#credit, this.#host.frames);
+      this.#responseBody = outgoing;
+      bridgeSocket(socket, outgoing, sink, () => this.#release(null));
     },
     onResponseData: (controller, chunk) => {
       if (this.#responseBody && !this.#responseBody.write(chunk)) controller.pause();
@@ -166,6 +191,10 @@ export class AgentStream {
     this.#credit.close(reason ?? STREAM_OVER);
     if (this.#responseBody && !this.#responseBody.writableFinished) this.#responseBody.destroy();
     if (this.#requestBody && !this.#requestBody.readableEnded) this.#requestBody.destroy();
+    if (this.#upgraded) {
+      this.#upgraded.sink.close();
+      this.#upgraded.socket.destroy();
+    }
     this.#host.release(this.id);
   }
 }

@@ -39,3 +39,5 @@ export {
 export { PROTOCOL_VERSION, checkProtocolVersion } from './version.js';
 export { startHeartbeat, type Heartbeat, type Timers } from './heartbeat.js';
 export { endToEndHeaders } from './headers.js';
+export { DataSink } from './data-sink.js';
+export { bridgeSocket } from './socket-bridge.js';

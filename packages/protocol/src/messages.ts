@@ -23,6 +23,11 @@ export const RequestHead = z.object({
   headers: HeaderList,
   /** Whether a body follows as DATA frames; without one the agent sends no body at all. */
   hasBody: z.boolean(),
+  /**
+   * The `Upgrade` header's value when the client asks to switch protocols (WebSocket). If the
+   * local service answers 101, the stream then carries raw bytes both ways.
+   */
+  upgrade: z.string().min(1).max(256).regex(FIELD_VALUE).optional(),
 });
 export type RequestHead = z.infer<typeof RequestHead>;
 

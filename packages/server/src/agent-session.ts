@@ -14,7 +14,9 @@ import {
   type RequestHead,
 } from '@tunnel/protocol';
 import type { Logger } from './logger.js';
+import type { Duplex } from 'node:stream';
 import { RelayStream, type StreamHost } from './relay-stream.js';
+import { UpgradeStream } from './upgrade-stream.js';
 
 export interface AgentSessionOptions {
   name: string;
@@ -39,7 +41,7 @@ export class AgentSession {
   readonly #ws: WebSocket;
   readonly #log: Logger;
   readonly #maxStreams: number;
-  readonly #streams = new Map<number, RelayStream>();
+  readonly #streams = new Map<number, RelayStream | UpgradeStream>();
   readonly #heartbeat: Heartbeat;
   readonly #streamHost: StreamHost;
   readonly #closeListeners: Array<() => void> = [];
@@ -93,14 +95,30 @@ export class AgentSession {
 
   /** Starts a stream for a public request, or says why it cannot. */
   openStream(req: IncomingMessage, res: ServerResponse, head: RequestHead): OpenRefusal | null {
-    if (this.#closed) return 'AGENT_DISCONNECTED';
-    if (this.#goingAway) return 'RELAY_SHUTTING_DOWN';
-    if (this.#streams.size >= this.#maxStreams) return 'TOO_MANY_STREAMS';
-    this.#lastStreamId += 1;
-    const id = this.#lastStreamId;
+    const refusal = this.#refusal();
+    if (refusal) return refusal;
+    const id = (this.#lastStreamId += 1);
     const stream = new RelayStream(id, req, res, this.#streamHost, this.#log);
     this.#streams.set(id, stream);
     stream.start(head);
+    return null;
+  }
+
+  /** Starts a stream for a public upgrade request (its raw socket), or says why it cannot. */
+  openUpgrade(socket: Duplex, early: Buffer, head: RequestHead & { upgrade: string }): OpenRefusal | null {
+    const refusal = this.#refusal();
+    if (refusal) return refusal;
+    const id = (this.#lastStreamId += 1);
+    const stream = new UpgradeStream(id, socket, early, head.upgrade, this.#streamHost, this.#log);
+    this.#streams.set(id, stream);
+    stream.start(head);
+    return null;
+  }
+
+  #refusal(): OpenRefusal | null {
+    if (this.#closed) return 'AGENT_DISCONNECTED';
+    if (this.#goingAway) return 'RELAY_SHUTTING_DOWN';
+    if (this.#streams.size >= this.#maxStreams) return 'TOO_MANY_STREAMS';
     return null;
   }
 

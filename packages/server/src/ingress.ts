@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AgentEndpoint } from './agent-endpoint.js';
 import { pageFor, sendPage } from './pages.js';
+import { writeRawError } from './raw-http.js';
 import { forwardedRequestHeaders, requestHasBody } from './proxy-headers.js';
 import type { Registry } from './registry.js';
 import { routeHost } from './router.js';
@@ -52,18 +53,32 @@ function answerApex(req: IncomingMessage, res: ServerResponse, options: IngressO
   res.end(`${body}\n`);
 }
 
-/** Handles an HTTP upgrade: agents on the apex `/_tunnel`; public upgrades are not carried yet. */
+/** Handles an HTTP upgrade: agents on `/_tunnel`, anything else is carried to its tunnel. */
 export function createUpgradeHandler(options: IngressOptions): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
-  return (req, socket, head) => {
+  return (req, socket, early) => {
     socket.on('error', () => socket.destroy());
     const route = routeHost(req.headers.host, options.domain);
     // Agents may dial the relay by IP or any name that is not a tunnel's own, so /_tunnel answers
     // on every host except `<name>.<domain>`, where the path belongs to the tunnelled app.
-    if (route.kind !== 'tunnel' && req.url?.split('?')[0] === AGENT_PATH && !options.isShuttingDown()) {
-      options.endpoint.handleUpgrade(req, socket, head);
+    if (route.kind !== 'tunnel' && req.url?.split('?')[0] === AGENT_PATH) {
+      if (options.isShuttingDown()) writeRawError(socket, 'RELAY_SHUTTING_DOWN');
+      else options.endpoint.handleUpgrade(req, socket, early);
       return;
     }
-    const status = route.kind === 'tunnel' && options.registry.has(route.name) ? '501 Not Implemented' : '404 Not Found';
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    const host = req.headers.host ?? '(no Host header)';
+    const session = route.kind === 'tunnel' ? options.registry.get(route.name) : undefined;
+    if (!session) {
+      writeRawError(socket, 'TUNNEL_NOT_FOUND', `No tunnel is online at ${host}. Check the address, or start the agent again.`);
+      return;
+    }
+    const target = req.url ?? '/';
+    if (!target.startsWith('/')) {
+      writeRawError(socket, 'REQUEST_INVALID', 'The request target must be a path.');
+      return;
+    }
+    const upgrade = req.headers.upgrade ?? 'websocket';
+    const head = { method: req.method ?? 'GET', target, headers: forwardedRequestHeaders(req, options.proto), hasBody: false, upgrade };
+    const refusal = session.openUpgrade(socket, early, head);
+    if (refusal) writeRawError(socket, refusal);
   };
 }

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   BodyWriter,
   FrameType,
-  ReceiveWindow,
+  DataSink,
   ResetReason,
   ResponseHead,
   SendCredit,
@@ -11,7 +11,6 @@ import {
   decodeJsonPayload,
   decodeWindowIncrement,
   encodeJsonPayload,
-  encodeWindowIncrement,
   type ErrorCode,
   type Frame,
   type FrameWriter,
@@ -44,11 +43,9 @@ export class RelayStream {
   readonly #host: StreamHost;
   readonly #log: Logger;
   readonly #credit = new SendCredit();
-  readonly #window = new ReceiveWindow();
+  readonly #sink: DataSink;
   readonly #inbound: InboundState = { headReceived: false, remoteEnded: false };
   #body: BodyWriter | null = null;
-  #owedOnDrain = 0;
-  #waitingForDrain = false;
   #released = false;
 
   constructor(id: number, req: IncomingMessage, res: ServerResponse, host: StreamHost, log: Logger) {
@@ -57,6 +54,8 @@ export class RelayStream {
     this.#res = res;
     this.#host = host;
     this.#log = log;
+    this.#sink = new DataSink(id, host.frames);
+    this.#sink.attach(res);
     res.once('close', () => this.#onPublicClose());
   }
 
@@ -84,7 +83,7 @@ export class RelayStream {
       case FrameType.HEAD:
         return this.#onHead(decodeJsonPayload(ResponseHead, frame.payload, 'response head'));
       case FrameType.DATA:
-        return this.#onData(frame.payload);
+        return this.#sink.write(frame.payload);
       case FrameType.END:
         this.#res.end();
         return this.#release();
@@ -118,29 +117,6 @@ export class RelayStream {
     }
   }
 
-  #onData(payload: Uint8Array): void {
-    this.#window.receive(payload.length);
-    if (this.#res.write(payload)) {
-      this.#grant(payload.length);
-      return;
-    }
-    this.#owedOnDrain += payload.length;
-    if (this.#waitingForDrain) return;
-    this.#waitingForDrain = true;
-    this.#res.once('drain', () => {
-      this.#waitingForDrain = false;
-      const owed = this.#owedOnDrain;
-      this.#owedOnDrain = 0;
-      this.#grant(owed);
-    });
-  }
-
-  #grant(bytes: number): void {
-    if (this.#released) return;
-    const increment = this.#window.consume(bytes);
-    if (increment > 0) this.#host.frames.write(FrameType.WINDOW, this.id, encodeWindowIncrement(increment));
-  }
-
   #onReset(reason: ResetReason): void {
     this.#log.debug({ streamId: this.id, code: reason.code }, 'agent reset the stream');
     this.fail(reason.code, reason.message);
@@ -161,6 +137,7 @@ export class RelayStream {
     if (this.#released) return;
     this.#released = true;
     this.#credit.close(STREAM_OVER);
+    this.#sink.close();
     if (this.#body && !this.#body.writableFinished) {
       // The response is complete while the upload is not: the agent no longer wants it.
       this.#req.unpipe(this.#body);

@@ -21,6 +21,8 @@ interface Attempt {
   options: Dispatcher.DispatchOptions;
   handler: Handler;
   isRetry: boolean;
+  /** Needs a socket of its own (a retry, or a protocol upgrade that will take the socket over). */
+  fresh: boolean;
   /** This request is the breaker's half-open trial: it must end in a verdict. */
   isTrial: boolean;
   /** Which statuses show the service is well (probes: below 500; requests: any). */
@@ -74,7 +76,7 @@ export class LocalPool {
   /** Sends one request to the local service through the pool. */
   dispatch(options: Dispatcher.DispatchOptions, handler: Handler): void {
     this.#figures.requests += 1;
-    this.#send({ options, handler, isRetry: false, isTrial: false, isHealthy: anyStatus });
+    this.#send({ options, handler, isRetry: false, fresh: Boolean(options.upgrade), isTrial: false, isHealthy: anyStatus });
   }
 
   /**
@@ -89,7 +91,7 @@ export class LocalPool {
         onResponseError: () => resolve(false),
       };
       const options: Dispatcher.DispatchOptions = { method: 'GET', path, headers: ['user-agent', 'tunnel-health-probe'] };
-      this.#send({ options, handler, isRetry: false, isTrial: false, isHealthy: (status) => status < 500 });
+      this.#send({ options, handler, isRetry: false, fresh: false, isTrial: false, isHealthy: (status) => status < 500 });
     });
   }
 
@@ -133,7 +135,7 @@ export class LocalPool {
       attempt.isTrial = admission.trial;
     }
     const started = this.#clock.now();
-    this.#sockets.acquire(attempt.isRetry).then(
+    this.#sockets.acquire(attempt.fresh).then(
       (connection) => {
         this.#acquireMs.add(this.#clock.now() - started);
         this.#run(connection, attempt);
@@ -168,6 +170,13 @@ export class LocalPool {
         this.#sockets.learn(connection, raw);
         handler.onResponseStart?.(controller, status, headers, message);
       },
+      onRequestUpgrade: (controller, status, headers, socket) => {
+        responded = true;
+        released = true;
+        this.#breaker.recordSuccess();
+        this.#sockets.forget(connection);
+        handler.onRequestUpgrade?.(controller, status, headers, socket);
+      },
       onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
       onResponseEnd: (controller, trailers) => {
         release(false);
@@ -178,7 +187,7 @@ export class LocalPool {
         if (!responded && reused && !attempt.isRetry && isKeepAliveRace(error) && mayRetry(options.method, options.body != null, error)) {
           this.#figures.retries += 1;
           this.#log.debug({ code: (error as NodeJS.ErrnoException).code, method: options.method }, 'reused socket was closed under the request; retrying on a fresh one');
-          this.#send({ ...attempt, isRetry: true });
+          this.#send({ ...attempt, isRetry: true, fresh: true });
           return;
         }
         if (isTimeout(error)) {

@@ -9,7 +9,7 @@ export interface ConnectionLimits {
 }
 
 /** Why a socket left the pool, as counted in the figures. */
-export type RetireReason = 'idle' | 'lifetime' | 'requests' | 'server-close' | 'peer-closed' | 'error' | 'pool-closed' | 'surplus';
+export type RetireReason = 'idle' | 'lifetime' | 'requests' | 'server-close' | 'peer-closed' | 'error' | 'pool-closed' | 'upgraded';
 
 let nextId = 1;
 
@@ -37,6 +37,7 @@ export class PooledConnection {
   retired = false;
   #handedOver = false;
   #closed = false;
+  #detachListeners: () => void = () => undefined;
 
   constructor(
     socket: Socket,
@@ -75,13 +76,21 @@ export class PooledConnection {
     // The peer's FIN or RST on an idle socket drops it at once, before a request can meet it.
     // On a busy socket undici reads the end itself (a close-delimited body ends there).
     let failed = false;
-    socket.once('end', () => {
+    const onEnd = (): void => {
       if (!this.busy) this.#closeWith(onClosed, 'peer-closed');
-    });
-    socket.on('error', () => {
+    };
+    const onError = (): void => {
       failed = true;
-    });
-    socket.once('close', () => this.#closeWith(onClosed, failed ? 'error' : 'peer-closed'));
+    };
+    const onClose = (): void => this.#closeWith(onClosed, failed ? 'error' : 'peer-closed');
+    socket.once('end', onEnd);
+    socket.on('error', onError);
+    socket.once('close', onClose);
+    this.#detachListeners = () => {
+      socket.off('end', onEnd);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+    };
   }
 
   /** Whether the socket is open. */
@@ -97,6 +106,17 @@ export class PooledConnection {
     if (limits.maxLifetimeMs > 0 && now - this.openedAt >= limits.maxLifetimeMs) return 'lifetime';
     if (now - this.lastUsedAt >= this.idleTimeoutMs) return 'idle';
     return null;
+  }
+
+  /**
+   * Gives the socket up after a protocol switch (101): its new owner reads and closes it, so
+   * the pool stops watching it and never closes it.
+   */
+  detach(): void {
+    this.#closed = true;
+    this.#detachListeners();
+    // undici has already let go of the socket; closing the Client frees only the Client.
+    this.client.close().catch(() => undefined);
   }
 
   /** Closes the socket now (the pool only retires idle sockets this way). */

@@ -120,6 +120,14 @@ export class SocketPool {
     this.#lend(connection);
   }
 
+  /** Lets go of a socket a protocol switch took over: no longer counted, never closed by the pool. */
+  forget(connection: PooledConnection): void {
+    this.#active.delete(connection);
+    connection.detach();
+    this.#count(connection, 'upgraded');
+    this.#serveWaiters();
+  }
+
   /** Learns from a response head: `Connection: close`, and the server's Keep-Alive hint. */
   learn(connection: PooledConnection, rawHeaders: string[]): void {
     if (closesConnection(rawHeaders)) connection.serverWillClose = true;
