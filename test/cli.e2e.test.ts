@@ -12,6 +12,8 @@ describe('command line', () => {
     [['--port', '8080', '--subdomain', 'Bad_Name'], /subdomain.*DNS label/],
     [['--port', '8080', '--relay-port', '-1'], /--relay-port.*0 to 65535/],
     [['--port', '8080', '--bogus'], /unknown option '--bogus'/],
+    [['--port', '8080', '--log-level', 'loud'], /logLevel \(from flags\)/],
+    [['--port', '8080', '--pool-min-idle', '100'], /poolMinIdle.*poolMaxSockets/],
   ])('tunnel %j exits 2 with one clear line', async (args, pattern) => {
     const result = await runCli(TUNNEL_BIN, args);
     expect(result.code).toBe(2);
@@ -25,6 +27,7 @@ describe('command line', () => {
   it.each([
     [['--port', '99999'], /--port.*0 to 65535/],
     [['--domain', 'not a domain'], /domain.*hostname/],
+    [['--log-level', 'loud'], /logLevel \(from flags\)/],
   ])('tunnel-server %j exits non-zero with one clear line', async (args, pattern) => {
     const result = await runCli(RELAY_BIN, args);
     expect(result.code).not.toBe(0);

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { TunnelError, isTunnelError } from '@tunnel/protocol';
-import { createLogger, exitOnSignals, fromEnv, parseCount, parseMilliseconds, parsePort, parsePositive, resolveConfig } from '@tunnel/server';
+import { activeResources, createLogger, exitOnSignals, fromEnv, parseCount, parseMilliseconds, parsePort, parsePositive, resolveConfig } from '@tunnel/server';
 import { agentEndpointUrl } from './relay-url.js';
 import { AGENT_DEFAULTS, AgentConfig } from './config.js';
 import { startTunnel, type Tunnel } from './tunnel.js';
@@ -122,7 +122,9 @@ export async function main(argv: string[]): Promise<void> {
   }
   announce(tunnel, config, isTty);
   // `kill -USR2 <pid>` logs the pool's figures on demand, without restarting anything.
-  process.on('SIGUSR2', () => log.info({ pool: tunnel.upstream.figures() }, 'pool figures'));
+  process.on('SIGUSR2', () =>
+    log.info({ pool: tunnel.upstream.figures(), streams: tunnel.agent.streamCount(), relay: tunnel.relay?.stats(), resources: activeResources() }, 'pool figures'),
+  );
   exitOnSignals(() => tunnel.close());
 }
 

@@ -1,8 +1,10 @@
 import { Command } from 'commander';
 import { isTunnelError } from '@tunnel/protocol';
 import { exitOnSignals, fromEnv, parseMilliseconds, parsePort } from './cli-options.js';
+import { createLogger } from './logger.js';
 import { startRelay } from './relay.js';
-import { RelayConfig } from './config.js';
+import { activeResources } from './resources.js';
+import { RELAY_DEFAULTS, RelayConfig, resolveConfig } from './config.js';
 
 interface RelayFlags {
   domain?: string;
@@ -16,31 +18,48 @@ interface RelayFlags {
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('tunnel-server')
     .description('Run a tunnel relay: public HTTP on *.<domain>, agents on /_tunnel.')
-    .option('--domain <apex>', 'apex domain; tunnels are <name>.<apex> (env TUNNEL_SERVER_DOMAIN)', fromEnv('TUNNEL_SERVER_DOMAIN'))
+    .option('--domain <apex>', 'apex domain; tunnels are <name>.<apex> (env TUNNEL_SERVER_DOMAIN)')
     .option('--port <n>', 'port to listen on, 0 for any free port (env TUNNEL_SERVER_PORT)', parsePort(true))
-    .option('--host <addr>', 'address to listen on (env TUNNEL_SERVER_HOST)', fromEnv('TUNNEL_SERVER_HOST'))
+    .option('--host <addr>', 'address to listen on (env TUNNEL_SERVER_HOST)')
     .option('--shutdown-grace <ms>', 'how long open streams may finish after SIGTERM', parseMilliseconds)
-    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env LOG_LEVEL)', fromEnv('LOG_LEVEL'))
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env LOG_LEVEL)')
     .showHelpAfterError(false)
     .configureOutput({ outputError: (text, write) => write(`tunnel-server: ${text.replace(/^error: /, '')}`) });
   program.exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
   program.parse(argv);
   const flags = program.opts<RelayFlags>();
   const envPort = fromEnv('TUNNEL_SERVER_PORT');
-  const portFromEnv = envPort === undefined ? undefined : Number(envPort);
 
+  let config: RelayConfig;
+  try {
+    config = resolveConfig(RelayConfig, [
+      { name: 'defaults', values: RELAY_DEFAULTS },
+      {
+        name: 'env',
+        values: {
+          domain: fromEnv('TUNNEL_SERVER_DOMAIN'),
+          host: fromEnv('TUNNEL_SERVER_HOST'),
+          port: envPort === undefined ? undefined : /^\d+$/.test(envPort) ? Number(envPort) : envPort,
+          logLevel: fromEnv('LOG_LEVEL'),
+        },
+      },
+      {
+        name: 'flags',
+        values: { domain: flags.domain, port: flags.port, host: flags.host, shutdownGraceMs: flags.shutdownGrace, logLevel: flags.logLevel },
+      },
+    ]);
+  } catch (error) {
+    process.stderr.write(`tunnel-server: ${isTunnelError(error) ? error.message : String(error)}\n`);
+    process.exit(2);
+  }
+  const log = createLogger(config.logLevel, 'tunnel-server');
   let relay;
   try {
-    const settings = {
-      domain: flags.domain,
-      port: flags.port ?? portFromEnv,
-      host: flags.host,
-      shutdownGraceMs: flags.shutdownGrace,
-      logLevel: flags.logLevel as RelayConfig['logLevel'] | undefined,
-    };
-    relay = await startRelay(Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== undefined)));
+    relay = await startRelay({ ...config, logger: log });
   } catch (error) {
-    const reason = isTunnelError(error) ? error.message : error instanceof Error ? error.message : String(error);
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === 'EADDRINUSE' ? `port ${config.port} on ${config.host} is in use; choose another with --port (0 for any free port).`
+      : error instanceof Error ? error.message : String(error);
     process.stderr.write(`tunnel-server: ${reason}\n`);
     process.exit(1);
   }
@@ -49,5 +68,7 @@ export async function main(argv: string[]): Promise<void> {
   } else {
     process.stdout.write(`${relay.url}\n`);
   }
+  // `kill -USR2 <pid>` logs what the relay holds: tunnels, streams, connections, timers.
+  process.on('SIGUSR2', () => log.info({ relay: relay.stats(), resources: activeResources() }, 'relay status'));
   exitOnSignals(() => relay.close());
 }

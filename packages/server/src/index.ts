@@ -6,3 +6,4 @@ export { randomName } from './names.js';
 export { AGENT_PATH } from './ingress.js';
 export { CLOSE_REFUSED } from './agent-endpoint.js';
 export { parsePort, parseMilliseconds, parseCount, parsePositive, fromEnv, exitOnSignals } from './cli-options.js';
+export { activeResources } from './resources.js';
