@@ -162,7 +162,9 @@ export class AgentStream {
     onResponseData: (controller, chunk) => {
       if (this.#responseBody && !this.#responseBody.write(chunk)) controller.pause();
     },
-    onResponseEnd: () => {
+    onResponseEnd: (controller) => {
+      const trailers = rawHeaderStrings(controller.rawTrailers);
+      if (trailers && trailers.length > 0) this.#responseBody?.setTrailers(endToEndHeaders(trailers));
       this.#responseBody?.end();
     },
     onResponseError: (_controller, error) => {

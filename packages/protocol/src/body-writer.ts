@@ -3,6 +3,7 @@ import { TunnelError } from './errors.js';
 import { FrameType, MAX_FRAME_PAYLOAD } from './frame.js';
 import type { SendCredit } from './flow.js';
 import type { FrameWriter } from './frame-writer.js';
+import { encodeJsonPayload, type HeaderList } from './messages.js';
 
 /** Shared, so closing a finished writer builds no error object (and captures no stack). */
 const WRITER_CLOSED = new TunnelError('STREAM_CANCELLED', 'The stream was closed.');
@@ -18,6 +19,7 @@ export class BodyWriter extends Writable {
   readonly #credit: SendCredit;
   readonly #frames: FrameWriter;
   #bytesSent = 0;
+  #trailers: HeaderList | null = null;
 
   constructor(streamId: number, credit: SendCredit, frames: FrameWriter) {
     super({ highWaterMark: MAX_FRAME_PAYLOAD });
@@ -42,8 +44,14 @@ export class BodyWriter extends Writable {
     this.#send(chunk, offset).then(() => callback(), callback);
   }
 
+  /** Trailer fields to send with END, once the body is written. */
+  setTrailers(trailers: HeaderList): void {
+    this.#trailers = trailers.length > 0 ? trailers : null;
+  }
+
   override _final(callback: (error?: Error | null) => void): void {
-    this.#frames.write(FrameType.END, this.#streamId);
+    const payload = this.#trailers ? encodeJsonPayload({ trailers: this.#trailers }) : undefined;
+    this.#frames.write(FrameType.END, this.#streamId, payload);
     callback();
   }
 

@@ -13,13 +13,17 @@ describe('endToEndHeaders', () => {
     ]);
   });
 
-  it.each(['Connection', 'Keep-Alive', 'Proxy-Connection', 'Proxy-Authenticate', 'Proxy-Authorization', 'TE', 'Trailer', 'Transfer-Encoding', 'Upgrade'])(
+  it.each(['Connection', 'Keep-Alive', 'Proxy-Connection', 'Proxy-Authenticate', 'Proxy-Authorization', 'TE', 'Transfer-Encoding', 'Upgrade'])(
     'drops the hop-by-hop header %s in any case',
     (name) => {
       const raw = ['Accept', '*/*', name, 'x', name.toUpperCase(), 'y', name.toLowerCase(), 'z'];
       expect(endToEndHeaders(raw)).toEqual([['Accept', '*/*']]);
     },
   );
+
+  it('keeps Trailer, which announces end-to-end trailer fields (RFC 9110 §6.6.2)', () => {
+    expect(endToEndHeaders(['Trailer', 'X-Checksum', 'Accept', '*/*'])).toEqual([['Trailer', 'X-Checksum'], ['Accept', '*/*']]);
+  });
 
   it('drops headers that Connection names, across several Connection headers', () => {
     const raw = ['X-Secret', '1', 'Connection', ' x-secret ,Keep-Alive,, ', 'connection', 'X-Other', 'x-other', '2', 'X-Kept', '3'];

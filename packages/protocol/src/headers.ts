@@ -1,6 +1,9 @@
 import type { HeaderList } from './messages.js';
 
-/** Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1). */
+/**
+ * Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1).
+ * `Trailer` is not among them: it announces end-to-end trailer fields (RFC 9110 §6.6.2).
+ */
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -8,7 +11,6 @@ const HOP_BY_HOP = new Set([
   'proxy-authenticate',
   'proxy-authorization',
   'te',
-  'trailer',
   'transfer-encoding',
   'upgrade',
 ]);

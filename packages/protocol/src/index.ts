@@ -26,6 +26,7 @@ export {
   RequestHead,
   ResponseHead,
   ResetReason,
+  EndPayload,
   Hello,
   Ready,
   ErrorMessage,

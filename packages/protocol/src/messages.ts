@@ -39,6 +39,12 @@ export const ResponseHead = z.object({
 });
 export type ResponseHead = z.infer<typeof ResponseHead>;
 
+/** END payload, optional: trailer fields that follow the body (an empty END has none). */
+export const EndPayload = z.object({
+  trailers: HeaderList,
+});
+export type EndPayload = z.infer<typeof EndPayload>;
+
 /**
  * An error code on the wire. A code this version does not know (sent by a newer peer) is read as
  * INTERNAL rather than failing the whole message, so adding a code stays compatible.

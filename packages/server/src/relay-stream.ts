@@ -3,6 +3,7 @@ import {
   BodyWriter,
   FrameType,
   DataSink,
+  EndPayload,
   ResetReason,
   ResponseHead,
   SendCredit,
@@ -85,6 +86,10 @@ export class RelayStream {
       case FrameType.DATA:
         return this.#sink.write(frame.payload);
       case FrameType.END:
+        if (frame.payload.length > 0) {
+          const { trailers } = decodeJsonPayload(EndPayload, frame.payload, 'trailers');
+          this.#res.addTrailers(trailers);
+        }
         this.#res.end();
         return this.#release();
       case FrameType.RESET:
