@@ -22,6 +22,18 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
         },
       },
+      {
+        test: {
+          // End-to-end tests that assert on time (a fast failure under 10 ms, latency under load)
+          // run last and one file at a time, so no other test file competes for the two cores.
+          name: 'timing',
+          include: ['test/**/*.timing.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 60_000,
+          maxWorkers: 1,
+          sequence: { groupOrder: 2 },
+        },
+      },
     ],
   },
 });

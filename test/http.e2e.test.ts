@@ -1,11 +1,13 @@
 import { once } from 'node:events';
 import { request } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { fetchVia } from './helpers/http-client.js';
 import { patternBytes, sha256, startLocalServer, type LocalServer } from './helpers/local-server.js';
 import { startAgentProcess, type RunningProcess } from './helpers/processes.js';
+import { suiteScope } from './helpers/suite-scope.js';
 
 const MiB = 1024 * 1024;
+const scope = suiteScope();
 let local: LocalServer;
 let tunnel: RunningProcess & { url: URL };
 /** Resolved by the streaming test when its client has seen the first chunk. */
@@ -51,8 +53,8 @@ function app(req: import('node:http').IncomingMessage, res: import('node:http').
 }
 
 beforeAll(async () => {
-  local = await startLocalServer(app, afterAll);
-  tunnel = await startAgentProcess(['--port', String(local.port), '--local-host', '127.0.0.1', '--relay-port', '0'], afterAll);
+  local = await startLocalServer(app, scope);
+  tunnel = await startAgentProcess(['--port', String(local.port), '--local-host', '127.0.0.1', '--relay-port', '0'], scope);
 });
 
 describe('HTTP through the tunnel', () => {

@@ -1,9 +1,10 @@
 import { once } from 'node:events';
 import { request, type IncomingMessage } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { fetchVia } from './helpers/http-client.js';
 import { startLocalServer, type LocalServer } from './helpers/local-server.js';
 import { startAgentProcess, type RunningProcess } from './helpers/processes.js';
+import { suiteScope } from './helpers/suite-scope.js';
 
 /**
  * The real figures are a comment every 15 s for 10 minutes; the suite scales them down
@@ -13,6 +14,7 @@ import { startAgentProcess, type RunningProcess } from './helpers/processes.js';
 const COMMENT_MS = Number(process.env.SSE_COMMENT_MS ?? 1000);
 const DURATION_MS = Number(process.env.SSE_DURATION_MS ?? 8000);
 
+const scope = suiteScope();
 let local: LocalServer;
 let tunnel: RunningProcess & { url: URL };
 let pendingPoll: (() => void) | null = null;
@@ -51,8 +53,8 @@ beforeAll(async () => {
       default:
         res.end('ok');
     }
-  }, afterAll);
-  tunnel = await startAgentProcess(['--port', String(local.port), '--local-host', '127.0.0.1', '--relay-port', '0'], afterAll);
+  }, scope);
+  tunnel = await startAgentProcess(['--port', String(local.port), '--local-host', '127.0.0.1', '--relay-port', '0'], scope);
 });
 
 function open(path: string, headers: Record<string, string> = {}): Promise<IncomingMessage> {

@@ -40,17 +40,18 @@ export interface Agent extends EventEmitter {
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const endpoint = agentEndpointUrl(options.server);
   const log = options.log;
-  const hello = (subdomain: string | undefined): Hello => ({
+  const hello = (subdomain: string | undefined, resume: string | undefined): Hello => ({
     type: 'hello',
     protocol: PROTOCOL_VERSION,
     clientVersion: CLIENT_VERSION,
     ...(options.token === undefined ? {} : { token: options.token }),
     ...(subdomain === undefined ? {} : { subdomain }),
+    ...(resume === undefined ? {} : { resume }),
   });
-  const dial = (subdomain: string | undefined): Promise<RelayConnection> =>
+  const dial = (subdomain: string | undefined, resume?: string): Promise<RelayConnection> =>
     RelayConnection.open({
       url: endpoint,
-      hello: hello(subdomain),
+      hello: hello(subdomain, resume),
       upstream: options.upstream,
       log,
       pingIntervalMs: options.pingIntervalMs,
@@ -83,8 +84,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         wake = null;
         if (closing) return;
         try {
+          // The resume secret reclaims the name the relay holds for us during its grace period.
           const previous = connection.ready;
-          connection = await dial(previous.name);
+          connection = await dial(previous.name, previous.resume);
           log.info({ url: connection.ready.url, attempts: attempt + 1 }, 'reconnected');
           emitter.emit('online', connection.ready.url);
           break;

@@ -19,6 +19,8 @@ export const ERRORS = {
   SUBDOMAIN_RESERVED: { status: 403, message: 'The requested subdomain is reserved by the relay; choose another with --subdomain.' },
   AUTH_FAILED: { status: 401, message: 'The relay refused the token; check --token or TUNNEL_TOKEN.' },
   TUNNEL_NOT_FOUND: { status: 404, message: 'No tunnel is online at this address. Check the URL, or start the agent again.' },
+  AGENT_RECONNECTING: { status: 502, message: 'The tunnel agent lost its connection and is reconnecting; try again in a few seconds.' },
+  TUNNEL_LIMIT: { status: 429, message: 'This token already has as many tunnels open as it may; close one or raise maxTunnels.' },
   AGENT_DISCONNECTED: { status: 502, message: 'The tunnel agent disconnected before answering. The agent may be restarting; try again shortly.' },
   LOCAL_UNREACHABLE: { status: 502, message: 'The local service refused the connection. Check that it is running on the port the agent forwards to.' },
   LOCAL_TIMEOUT: { status: 504, message: 'The local service did not answer in time.' },

@@ -69,6 +69,8 @@ export const Hello = z.object({
   clientVersion: z.string().max(64),
   token: z.string().max(1024).optional(),
   subdomain: Subdomain.optional(),
+  /** The secret from an earlier `ready`: reclaims that name during the relay's grace period. */
+  resume: z.string().min(16).max(256).optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -77,6 +79,8 @@ export const Ready = z.object({
   type: z.literal('ready'),
   name: Subdomain,
   url: z.string().url(),
+  /** A secret that lets this agent reclaim the name if it reconnects within the grace period. */
+  resume: z.string().min(16).max(256).optional(),
 });
 export type Ready = z.infer<typeof Ready>;
 

@@ -13,7 +13,8 @@ import {
 import { AgentSession } from './agent-session.js';
 import type { Logger } from './logger.js';
 import { randomName } from './names.js';
-import type { Registry } from './registry.js';
+import { newResumeSecret, type Registry } from './registry.js';
+import type { Grant, TokenPolicy } from './tokens.js';
 
 export interface AgentEndpointOptions {
   registry: Registry;
@@ -21,12 +22,18 @@ export interface AgentEndpointOptions {
   helloTimeoutMs: number;
   pingIntervalMs: number;
   maxStreamsPerTunnel: number;
+  /** Who may connect; null is an open relay (anyone, any free name). */
+  tokens: TokenPolicy | null;
+  /** Names no agent may take, beyond the built-in ones. */
+  reservedNames: readonly string[];
+  /** How long a lost agent's name is kept for it to reclaim; 0 frees it at once. */
+  resumeGraceMs: number;
   /** The public URL of a tunnel name, e.g. `http://name.localhost:7070`. */
   urlFor(name: string): string;
 }
 
-/** Names no agent may take: they would shadow the relay's own hosts. */
-const RESERVED = new Set(['www', 'api', 'admin', 'mail', 'relay', 'tunnel']);
+/** Names no agent may take: they would shadow hosts people expect to be the operator's. */
+const BUILT_IN_RESERVED = ['www', 'api', 'admin', 'mail', 'relay', 'tunnel', 'status', 'dashboard'];
 
 /** WebSocket close code for a hello the relay refuses (application range 4000-4999). */
 export const CLOSE_REFUSED = 4000;
@@ -39,9 +46,11 @@ export class AgentEndpoint {
   readonly #options: AgentEndpointOptions;
   readonly #wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
   readonly #pending = new Set<WebSocket>();
+  readonly #reserved: ReadonlySet<string>;
 
   constructor(options: AgentEndpointOptions) {
     this.#options = options;
+    this.#reserved = new Set([...BUILT_IN_RESERVED, ...options.reservedNames]);
   }
 
   /** Completes the WebSocket handshake for an agent and starts waiting for its hello. */
@@ -81,31 +90,69 @@ export class AgentEndpoint {
 
   #accept(ws: WebSocket, hello: Hello, log: Logger): void {
     checkProtocolVersion(hello.protocol);
-    const name = this.#chooseName(hello.subdomain);
-    const { registry, urlFor, pingIntervalMs, maxStreamsPerTunnel } = this.#options;
+    const { registry, urlFor, pingIntervalMs, maxStreamsPerTunnel, tokens, resumeGraceMs } = this.#options;
+    const grant = this.#authorize(hello.token);
+    if (grant && registry.countFor(grant.id) >= grant.maxTunnels) {
+      throw new TunnelError('TUNNEL_LIMIT', `This token already has ${grant.maxTunnels} tunnels open, its limit; close one first.`);
+    }
+    const name = this.#chooseName(hello, grant);
     const url = urlFor(name);
-    const sessionLog = log.child({ tunnel: name });
-    const session = new AgentSession(ws, { name, url, pingIntervalMs, maxStreams: maxStreamsPerTunnel, log: sessionLog });
+    const grantId = grant?.id ?? null;
+    const sessionLog = log.child({ tunnel: name, ...(tokens ? { grant: grantId } : {}) });
+    const maxStreams = Math.min(maxStreamsPerTunnel, grant?.maxStreams ?? maxStreamsPerTunnel);
+    const session = new AgentSession(ws, { name, url, grantId, pingIntervalMs, maxStreams, log: sessionLog });
+    const resume = newResumeSecret();
     registry.add(name, session);
-    session.onClose(() => registry.remove(name, session));
-    ws.send(encodeControlMessage({ type: 'ready', name, url }));
+    session.onClose(() => registry.remove(name, session, session.lostAgent ? { resumeSecret: resume, graceMs: resumeGraceMs } : null));
+    ws.send(encodeControlMessage({ type: 'ready', name, url, resume }));
     sessionLog.info({ url, clientVersion: hello.clientVersion }, 'tunnel online');
   }
 
-  #chooseName(requested: string | undefined): string {
-    const { registry } = this.#options;
-    if (requested === undefined) {
-      let name = randomName();
-      while (registry.has(name)) name = randomName();
-      return name;
+  /** The token's grant; on an open relay, none is needed and null is returned. */
+  #authorize(token: string | undefined): Grant | null {
+    const { tokens } = this.#options;
+    if (!tokens) return null;
+    const grant = tokens.authorize(token);
+    if (!grant) {
+      throw new TunnelError('AUTH_FAILED', token === undefined
+        ? 'This relay needs a token; pass it with --token or TUNNEL_TOKEN.'
+        : 'The relay refused the token; check --token or TUNNEL_TOKEN.');
     }
-    if (RESERVED.has(requested)) {
+    return grant;
+  }
+
+  #chooseName(hello: Hello, grant: Grant | null): string {
+    const { registry, tokens } = this.#options;
+    const requested = hello.subdomain;
+    if (requested === undefined) return this.#randomName(grant);
+    if (this.#reserved.has(requested)) {
       throw new TunnelError('SUBDOMAIN_RESERVED', `"${requested}" is reserved by the relay; choose another with --subdomain.`);
     }
+    if (grant && tokens && !tokens.mayHold(grant, requested)) {
+      throw new TunnelError('SUBDOMAIN_TAKEN', `"${requested}" belongs to another token on this relay; choose another with --subdomain.`);
+    }
+    if (registry.reclaim(requested, hello.resume, grant?.id ?? null)) return requested;
     if (registry.has(requested)) {
       throw new TunnelError('SUBDOMAIN_TAKEN', `"${requested}" is in use by another tunnel; choose another with --subdomain.`);
     }
     return requested;
+  }
+
+  /** A random free name the grant may hold: any, or under one of its prefixes. */
+  #randomName(grant: Grant | null): string {
+    const { registry, tokens } = this.#options;
+    const patterns = grant ? grant.names : ['*'];
+    const prefix = patterns.includes('*') ? '' : patterns.find((pattern) => pattern.endsWith('-*'))?.slice(0, -1);
+    if (prefix === undefined) {
+      const exact = patterns.find((name) => !registry.has(name) && !this.#reserved.has(name));
+      if (exact) return exact;
+      throw new TunnelError('SUBDOMAIN_TAKEN', 'Every name this token may hold is in use; close a tunnel or pass another --subdomain.');
+    }
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      const name = `${prefix}${randomName()}`.slice(0, 63).replace(/-+$/, '');
+      if (!registry.has(name) && !this.#reserved.has(name) && (!grant || !tokens || tokens.mayHold(grant, name))) return name;
+    }
+    throw new TunnelError('INTERNAL', 'No free random name was found; try again.');
   }
 
   #refuse(ws: WebSocket, error: TunnelError, log: Logger): void {

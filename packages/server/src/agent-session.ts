@@ -21,6 +21,8 @@ import { UpgradeStream } from './upgrade-stream.js';
 export interface AgentSessionOptions {
   name: string;
   url: string;
+  /** The token grant this tunnel was opened with, or null on an open relay. */
+  grantId: string | null;
   pingIntervalMs: number;
   maxStreams: number;
   log: Logger;
@@ -37,6 +39,7 @@ export type OpenRefusal = 'TOO_MANY_STREAMS' | 'RELAY_SHUTTING_DOWN' | 'AGENT_DI
 export class AgentSession {
   readonly name: string;
   readonly url: string;
+  readonly grantId: string | null;
   readonly frames: FrameWriter;
   readonly #ws: WebSocket;
   readonly #log: Logger;
@@ -49,11 +52,14 @@ export class AgentSession {
   #lastStreamId = 0;
   #goingAway = false;
   #closed = false;
+  /** The relay closed this session on purpose (shutdown, protocol error): no grace period. */
+  #closedByRelay = false;
 
   constructor(ws: WebSocket, options: AgentSessionOptions) {
     this.#ws = ws;
     this.name = options.name;
     this.url = options.url;
+    this.grantId = options.grantId;
     this.#log = options.log;
     this.#maxStreams = options.maxStreams;
     this.frames = new FrameWriter({
@@ -81,6 +87,11 @@ export class AgentSession {
     ws.on('message', (data: Buffer, isBinary: boolean) => this.#onMessage(data, isBinary));
     ws.on('close', (code: number, reason: Buffer) => this.#onClose(code, reason.toString()));
     ws.on('error', (error: Error) => this.#log.warn({ err: error }, 'agent connection error'));
+  }
+
+  /** Whether the agent went away on its own (so it may come back and reclaim its name). */
+  get lostAgent(): boolean {
+    return this.#closed && !this.#closedByRelay;
   }
 
   /** Streams open now. */
@@ -144,6 +155,7 @@ export class AgentSession {
   /** Closes the connection with a WebSocket close code; open streams fail. Safe to call twice. */
   close(code: number, reason: string): void {
     if (this.#closed) return;
+    this.#closedByRelay = true;
     this.frames.flush();
     this.#ws.close(code, reason.slice(0, 120));
     this.#teardown('AGENT_DISCONNECTED');

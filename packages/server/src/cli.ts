@@ -11,6 +11,9 @@ interface RelayFlags {
   port?: number;
   host?: string;
   shutdownGrace?: number;
+  tokens?: string;
+  reserved?: string[];
+  resumeGrace?: number;
   logLevel?: string;
 }
 
@@ -22,6 +25,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('--port <n>', 'port to listen on, 0 for any free port (env TUNNEL_SERVER_PORT)', parsePort(true))
     .option('--host <addr>', 'address to listen on (env TUNNEL_SERVER_HOST)')
     .option('--shutdown-grace <ms>', 'how long open streams may finish after SIGTERM', parseMilliseconds)
+    .option('--tokens <file>', 'JSON file of agent tokens, the names and limits of each (env TUNNEL_SERVER_TOKENS); without it any agent may connect')
+    .option('--reserved <name...>', 'names no agent may take, besides www, api, admin, mail and the like')
+    .option('--resume-grace <ms>', 'how long a lost agent keeps its name to reconnect to', parseMilliseconds)
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env LOG_LEVEL)')
     .showHelpAfterError(false)
     .configureOutput({ outputError: (text, write) => write(`tunnel-server: ${text.replace(/^error: /, '')}`) });
@@ -41,11 +47,21 @@ export async function main(argv: string[]): Promise<void> {
           host: fromEnv('TUNNEL_SERVER_HOST'),
           port: envPort === undefined ? undefined : /^\d+$/.test(envPort) ? Number(envPort) : envPort,
           logLevel: fromEnv('LOG_LEVEL'),
+          tokensFile: fromEnv('TUNNEL_SERVER_TOKENS'),
         },
       },
       {
         name: 'flags',
-        values: { domain: flags.domain, port: flags.port, host: flags.host, shutdownGraceMs: flags.shutdownGrace, logLevel: flags.logLevel },
+        values: {
+          domain: flags.domain,
+          port: flags.port,
+          host: flags.host,
+          shutdownGraceMs: flags.shutdownGrace,
+          tokensFile: flags.tokens,
+          reservedNames: flags.reserved,
+          resumeGraceMs: flags.resumeGrace,
+          logLevel: flags.logLevel,
+        },
       },
     ]);
   } catch (error) {
@@ -58,7 +74,7 @@ export async function main(argv: string[]): Promise<void> {
     relay = await startRelay({ ...config, logger: log });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === 'EADDRINUSE' ? `port ${config.port} on ${config.host} is in use; choose another with --port (0 for any free port).`
+    const reason = isTunnelError(error) ? error.message : code === 'EADDRINUSE' ? `port ${config.port} on ${config.host} is in use; choose another with --port (0 for any free port).`
       : error instanceof Error ? error.message : String(error);
     process.stderr.write(`tunnel-server: ${reason}\n`);
     process.exit(1);

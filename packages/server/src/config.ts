@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { TunnelError } from '@tunnel/protocol';
+import { Subdomain, TunnelError } from '@tunnel/protocol';
 
 const Hostname = z
   .string()
@@ -18,6 +18,10 @@ export const RelayConfig = z.object({
   maxStreamsPerTunnel: z.number().int().positive(),
   headersTimeoutMs: z.number().int().positive(),
   keepAliveTimeoutMs: z.number().int().positive(),
+  /** Path of the tokens file; without one the relay is open to any agent. */
+  tokensFile: z.string().min(1).optional(),
+  reservedNames: z.array(Subdomain).max(10_000),
+  resumeGraceMs: z.number().int().min(0),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
 });
 export type RelayConfig = z.infer<typeof RelayConfig>;
@@ -33,6 +37,8 @@ export const RELAY_DEFAULTS: RelayConfig = {
   maxStreamsPerTunnel: 1000,
   headersTimeoutMs: 30_000,
   keepAliveTimeoutMs: 5_000,
+  reservedNames: [],
+  resumeGraceMs: 60_000,
   logLevel: 'info',
 };
 

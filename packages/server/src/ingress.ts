@@ -26,6 +26,9 @@ export function createRequestHandler(options: IngressOptions): (req: IncomingMes
     const host = req.headers.host ?? '(no Host header)';
     const session = route.kind === 'tunnel' ? options.registry.get(route.name) : undefined;
     if (!session) {
+      if (route.kind === 'tunnel' && options.registry.isReconnecting(route.name)) {
+        return sendPage(req, res, pageFor('AGENT_RECONNECTING', `The tunnel at ${host} is reconnecting; try again in a few seconds.`), { 'retry-after': '2' });
+      }
       return sendPage(req, res, pageFor('TUNNEL_NOT_FOUND', `No tunnel is online at ${host}. Check the address, or start the agent again.`));
     }
     const target = req.url ?? '/';
@@ -67,6 +70,10 @@ export function createUpgradeHandler(options: IngressOptions): (req: IncomingMes
     }
     const host = req.headers.host ?? '(no Host header)';
     const session = route.kind === 'tunnel' ? options.registry.get(route.name) : undefined;
+    if (!session && route.kind === 'tunnel' && options.registry.isReconnecting(route.name)) {
+      writeRawError(socket, 'AGENT_RECONNECTING', `The tunnel at ${host} is reconnecting; try again in a few seconds.`);
+      return;
+    }
     if (!session) {
       writeRawError(socket, 'TUNNEL_NOT_FOUND', `No tunnel is online at ${host}. Check the address, or start the agent again.`);
       return;

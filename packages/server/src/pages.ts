@@ -11,6 +11,7 @@ export interface PageContent {
 const TITLES: Partial<Record<ErrorCode, string>> = {
   TUNNEL_NOT_FOUND: 'No tunnel here',
   AGENT_DISCONNECTED: 'Tunnel agent disconnected',
+  AGENT_RECONNECTING: 'Tunnel reconnecting',
   LOCAL_UNREACHABLE: 'Local service unreachable',
   LOCAL_TIMEOUT: 'Local service timed out',
   LOCAL_ERROR: 'Local service error',

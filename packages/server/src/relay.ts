@@ -5,6 +5,7 @@ import { RELAY_DEFAULTS, RelayConfig, resolveConfig } from './config.js';
 import { createRequestHandler, createUpgradeHandler } from './ingress.js';
 import { createLogger, type Logger } from './logger.js';
 import { Registry } from './registry.js';
+import { loadTokens } from './tokens.js';
 
 export interface RelayOptions extends Partial<RelayConfig> {
   /** A logger to use instead of a new one on stderr. */
@@ -20,7 +21,7 @@ export interface Relay {
   /** Tunnel names online now. */
   tunnelNames(): string[];
   /** Open streams and sockets, for tests and status pages. */
-  stats(): { tunnels: number; streams: number; publicConnections: number };
+  stats(): { tunnels: number; reconnecting: number; streams: number; publicConnections: number };
   /**
    * Stops gracefully: stops accepting, sends goaway, lets open streams finish until the grace
    * deadline, then closes everything. Safe to call twice; later calls wait for the first.
@@ -42,6 +43,10 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     { name: 'options', values: settings },
   ]);
   const log = (logger ?? createLogger(config.logLevel, 'tunnel-server')).child({ component: 'relay' });
+  const tokens = config.tokensFile === undefined ? null : loadTokens(config.tokensFile);
+  if (!tokens && !isLoopback(config.host)) {
+    log.warn({ host: config.host }, 'relay is open: any agent may connect; pass --tokens to require tokens');
+  }
   const registry = new Registry();
   const proto = 'http';
   let port = config.port;
@@ -52,6 +57,9 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     helloTimeoutMs: config.helloTimeoutMs,
     pingIntervalMs: config.pingIntervalMs,
     maxStreamsPerTunnel: config.maxStreamsPerTunnel,
+    tokens,
+    reservedNames: config.reservedNames,
+    resumeGraceMs: config.resumeGraceMs,
     urlFor: (name) => publicUrl(proto, `${name}.${config.domain}`, port),
   });
   const ingress = { domain: config.domain, registry, endpoint, proto, isShuttingDown: () => shuttingDown } as const;
@@ -83,6 +91,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
       for (const session of sessions) session.goAway('The relay is shutting down.', graceMs);
       await waitWithDeadline(Promise.all(sessions.map((session) => session.whenIdle())), graceMs);
       for (const session of sessions) session.close(1001, 'relay shutting down');
+      registry.clear();
       server.closeAllConnections();
       for (const socket of connections) socket.destroy();
       await serverClosed;
@@ -98,11 +107,17 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     tunnelNames: () => registry.sessions().map((session) => session.name),
     stats: () => ({
       tunnels: registry.size,
+      reconnecting: registry.reconnecting,
       streams: registry.sessions().reduce((sum, session) => sum + session.streamCount, 0),
       publicConnections: connections.size,
     }),
     close,
   };
+}
+
+/** Whether an address only this machine can reach. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 /** Answers a public connection Node's parser gave up on: a status if the socket can take one. */
