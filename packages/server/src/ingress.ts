@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { AgentEndpoint } from './agent-endpoint.js';
 import { pageFor, sendPage } from './pages.js';
 import { writeRawError } from './raw-http.js';
+import { checkPublicRequest } from './request-guard.js';
 import { forwardedRequestHeaders, requestHasBody } from './proxy-headers.js';
 import type { Registry } from './registry.js';
 import { routeHost } from './router.js';
@@ -21,19 +22,20 @@ export interface IngressOptions {
 /** Handles one public HTTP request: route by Host, then hand it to the tunnel's session. */
 export function createRequestHandler(options: IngressOptions): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    const route = routeHost(req.headers.host, options.domain);
+    const checked = checkPublicRequest(req);
+    if (!checked.ok) {
+      // Refused requests also end the connection: what follows on it cannot be trusted.
+      return sendPage(req, res, pageFor('REQUEST_INVALID', checked.reason), { connection: 'close' });
+    }
+    const { host, target } = checked;
+    const route = routeHost(host, options.domain);
     if (route.kind === 'apex') return answerApex(req, res, options);
-    const host = req.headers.host ?? '(no Host header)';
     const session = route.kind === 'tunnel' ? options.registry.get(route.name) : undefined;
     if (!session) {
       if (route.kind === 'tunnel' && options.registry.isReconnecting(route.name)) {
         return sendPage(req, res, pageFor('AGENT_RECONNECTING', `The tunnel at ${host} is reconnecting; try again in a few seconds.`), { 'retry-after': '2' });
       }
       return sendPage(req, res, pageFor('TUNNEL_NOT_FOUND', `No tunnel is online at ${host}. Check the address, or start the agent again.`));
-    }
-    const target = req.url ?? '/';
-    if (!target.startsWith('/') && target !== '*') {
-      return sendPage(req, res, pageFor('REQUEST_INVALID', 'The request target must be a path.'));
     }
     const head = { method: req.method ?? 'GET', target, headers: forwardedRequestHeaders(req, options.proto), hasBody: requestHasBody(req) };
     const refusal = session.openStream(req, res, head);
@@ -60,7 +62,13 @@ function answerApex(req: IncomingMessage, res: ServerResponse, options: IngressO
 export function createUpgradeHandler(options: IngressOptions): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   return (req, socket, early) => {
     socket.on('error', () => socket.destroy());
-    const route = routeHost(req.headers.host, options.domain);
+    const checked = checkPublicRequest(req);
+    if (!checked.ok) {
+      writeRawError(socket, 'REQUEST_INVALID', checked.reason);
+      return;
+    }
+    const { host, target } = checked;
+    const route = routeHost(host, options.domain);
     // Agents may dial the relay by IP or any name that is not a tunnel's own, so /_tunnel answers
     // on every host except `<name>.<domain>`, where the path belongs to the tunnelled app.
     if (route.kind !== 'tunnel' && req.url?.split('?')[0] === AGENT_PATH) {
@@ -68,7 +76,6 @@ export function createUpgradeHandler(options: IngressOptions): (req: IncomingMes
       else options.endpoint.handleUpgrade(req, socket, early);
       return;
     }
-    const host = req.headers.host ?? '(no Host header)';
     const session = route.kind === 'tunnel' ? options.registry.get(route.name) : undefined;
     if (!session && route.kind === 'tunnel' && options.registry.isReconnecting(route.name)) {
       writeRawError(socket, 'AGENT_RECONNECTING', `The tunnel at ${host} is reconnecting; try again in a few seconds.`);
@@ -76,11 +83,6 @@ export function createUpgradeHandler(options: IngressOptions): (req: IncomingMes
     }
     if (!session) {
       writeRawError(socket, 'TUNNEL_NOT_FOUND', `No tunnel is online at ${host}. Check the address, or start the agent again.`);
-      return;
-    }
-    const target = req.url ?? '/';
-    if (!target.startsWith('/')) {
-      writeRawError(socket, 'REQUEST_INVALID', 'The request target must be a path.');
       return;
     }
     const upgrade = req.headers.upgrade ?? 'websocket';
