@@ -14,6 +14,8 @@ export interface AgentOptions {
   server: string;
   subdomain?: string;
   token?: string;
+  /** Who may use the public URL: checked by the relay. */
+  access?: { basicAuth?: string; allowIps?: string[] };
   upstream: Upstream;
   log: Logger;
   pingIntervalMs: number;
@@ -47,6 +49,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     ...(options.token === undefined ? {} : { token: options.token }),
     ...(subdomain === undefined ? {} : { subdomain }),
     ...(resume === undefined ? {} : { resume }),
+    ...(options.access === undefined ? {} : { access: options.access }),
   });
   const dial = (subdomain: string | undefined, resume?: string): Promise<RelayConnection> =>
     RelayConnection.open({

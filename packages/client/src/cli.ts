@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { TunnelError, isTunnelError } from '@tunnel/protocol';
-import { activeResources, createLogger, exitOnSignals, fromEnv, parseCount, parseMilliseconds, parsePort, parsePositive, resolveConfig } from '@tunnel/server';
+import { activeResources, validateCidrs, createLogger, exitOnSignals, fromEnv, parseCount, parseMilliseconds, parsePort, parsePositive, resolveConfig } from '@tunnel/server';
 import { agentEndpointUrl } from './relay-url.js';
 import { AGENT_DEFAULTS, AgentConfig } from './config.js';
 import { startTunnel, type Tunnel } from './tunnel.js';
@@ -9,6 +9,8 @@ interface AgentFlags {
   port?: number;
   localHost?: string;
   localHttps?: boolean;
+  basicAuth?: string;
+  allowIp?: string[];
   localServername?: string;
   localCa?: string;
   connectTimeout?: number;
@@ -48,6 +50,8 @@ function buildProgram(): Command {
     .option('--server <url>', 'relay URL, e.g. https://relay.example.com (env TUNNEL_SERVER); none starts an embedded relay')
     .option('--subdomain <name>', 'ask the relay for this name')
     .option('--token <token>', 'token the relay asks for (env TUNNEL_TOKEN)')
+    .option('--basic-auth <user:password>', 'ask visitors for this user name and password (checked by the relay)')
+    .option('--allow-ip <cidr>', 'only let visitors from this address or CIDR block in; repeatable', (value: string, previous: string[] = []) => [...previous, value])
     .option('--relay-port <n>', 'port of the embedded relay, 0 for any free port', parsePort(true))
     .option('--local-timeout <ms>', 'how long the local service may take to answer', parseMilliseconds)
     .option('--ping-interval <ms>', 'how often to check the relay is alive', parseMilliseconds)
@@ -101,6 +105,8 @@ export async function main(argv: string[]): Promise<void> {
           server: flags.server,
           subdomain: flags.subdomain,
           token: flags.token,
+          basicAuth: flags.basicAuth,
+          allowIps: flags.allowIp,
           relayPort: flags.relayPort,
           localTimeoutMs: flags.localTimeout,
           pingIntervalMs: flags.pingInterval,
@@ -109,6 +115,7 @@ export async function main(argv: string[]): Promise<void> {
       },
     ]);
     if (config.server !== undefined) agentEndpointUrl(config.server);
+    validateCidrs(config.allowIps);
   } catch (error) {
     die(isTunnelError(error) ? error.message : String(error), 2);
   }

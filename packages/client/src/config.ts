@@ -11,6 +11,8 @@ export const AgentConfig = z.object({
   server: z.string().optional(),
   subdomain: Subdomain.optional(),
   token: z.string().min(1).max(1024).optional(),
+  basicAuth: z.string().regex(/^[^:]+:.+$/, 'must be user:password').max(512).optional(),
+  allowIps: z.array(z.string()).max(256),
   relayPort: z.number().int().min(0).max(65535),
   localTimeoutMs: z.number().int().positive(),
   connectTimeoutMs: z.number().int().positive(),
@@ -35,6 +37,7 @@ export type AgentConfig = z.infer<typeof AgentConfig>;
 export const AGENT_DEFAULTS: Omit<AgentConfig, 'port'> = {
   localHost: 'localhost',
   localHttps: false,
+  allowIps: [],
   relayPort: 7070,
   localTimeoutMs: 60_000,
   connectTimeoutMs: 5_000,

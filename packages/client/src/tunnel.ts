@@ -69,6 +69,9 @@ export async function startTunnel(config: AgentConfig, log: Logger, pools: PoolR
       server: relay ? `http://127.0.0.1:${relay.port}` : config.server!,
       subdomain: config.subdomain,
       token: config.token,
+      ...(config.basicAuth === undefined && config.allowIps.length === 0
+        ? {}
+        : { access: { ...(config.basicAuth === undefined ? {} : { basicAuth: config.basicAuth }), ...(config.allowIps.length > 0 ? { allowIps: config.allowIps } : {}) } }),
       upstream,
       log: log.child({ component: 'agent' }),
       pingIntervalMs: config.pingIntervalMs,

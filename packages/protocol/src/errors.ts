@@ -18,6 +18,8 @@ export const ERRORS = {
   SUBDOMAIN_TAKEN: { status: 409, message: 'The requested subdomain is in use by another tunnel; choose another with --subdomain.' },
   SUBDOMAIN_RESERVED: { status: 403, message: 'The requested subdomain is reserved by the relay; choose another with --subdomain.' },
   AUTH_FAILED: { status: 401, message: 'The relay refused the token; check --token or TUNNEL_TOKEN.' },
+  AUTH_REQUIRED: { status: 401, message: 'This tunnel asks for a user name and password.' },
+  ACCESS_DENIED: { status: 403, message: 'Your address may not use this tunnel.' },
   TUNNEL_NOT_FOUND: { status: 404, message: 'No tunnel is online at this address. Check the URL, or start the agent again.' },
   AGENT_RECONNECTING: { status: 502, message: 'The tunnel agent lost its connection and is reconnecting; try again in a few seconds.' },
   TUNNEL_LIMIT: { status: 429, message: 'This token already has as many tunnels open as it may; close one or raise maxTunnels.' },

@@ -71,6 +71,15 @@ export const Hello = z.object({
   subdomain: Subdomain.optional(),
   /** The secret from an earlier `ready`: reclaims that name during the relay's grace period. */
   resume: z.string().min(16).max(256).optional(),
+  /** Who may use the public URL; the relay checks it before anything reaches the agent. */
+  access: z
+    .object({
+      /** `user:password` for HTTP Basic authentication. */
+      basicAuth: z.string().min(3).max(512).regex(/^[^:\r\n]+:[^\r\n]*$/, 'must be user:password').optional(),
+      /** Addresses allowed in, as CIDR blocks (`203.0.113.0/24`, `2001:db8::/32`) or single addresses. */
+      allowIps: z.array(z.string().max(64)).max(256).optional(),
+    })
+    .optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 

@@ -10,6 +10,7 @@ import {
   parseControlMessage,
   type Hello,
 } from '@tunnel/protocol';
+import { AccessPolicy } from './access.js';
 import { AgentSession } from './agent-session.js';
 import type { Logger } from './logger.js';
 import { randomName } from './names.js';
@@ -100,7 +101,8 @@ export class AgentEndpoint {
     const grantId = grant?.id ?? null;
     const sessionLog = log.child({ tunnel: name, ...(tokens ? { grant: grantId } : {}) });
     const maxStreams = Math.min(maxStreamsPerTunnel, grant?.maxStreams ?? maxStreamsPerTunnel);
-    const session = new AgentSession(ws, { name, url, grantId, pingIntervalMs, maxStreams, log: sessionLog });
+    const access = hello.access ? new AccessPolicy(hello.access) : null;
+    const session = new AgentSession(ws, { name, url, grantId, access, pingIntervalMs, maxStreams, log: sessionLog });
     const resume = newResumeSecret();
     registry.add(name, session);
     session.onClose(() => registry.remove(name, session, session.lostAgent ? { resumeSecret: resume, graceMs: resumeGraceMs } : null));

@@ -13,6 +13,7 @@ import {
   type Heartbeat,
   type RequestHead,
 } from '@tunnel/protocol';
+import type { AccessPolicy } from './access.js';
 import type { Logger } from './logger.js';
 import type { Duplex } from 'node:stream';
 import { RelayStream, type StreamHost } from './relay-stream.js';
@@ -23,6 +24,8 @@ export interface AgentSessionOptions {
   url: string;
   /** The token grant this tunnel was opened with, or null on an open relay. */
   grantId: string | null;
+  /** Who may use the public URL, or null for anyone. */
+  access: AccessPolicy | null;
   pingIntervalMs: number;
   maxStreams: number;
   log: Logger;
@@ -40,6 +43,7 @@ export class AgentSession {
   readonly name: string;
   readonly url: string;
   readonly grantId: string | null;
+  readonly access: AccessPolicy | null;
   readonly frames: FrameWriter;
   readonly #ws: WebSocket;
   readonly #log: Logger;
@@ -60,6 +64,7 @@ export class AgentSession {
     this.name = options.name;
     this.url = options.url;
     this.grantId = options.grantId;
+    this.access = options.access;
     this.#log = options.log;
     this.#maxStreams = options.maxStreams;
     this.frames = new FrameWriter({

@@ -7,3 +7,4 @@ export { AGENT_PATH } from './ingress.js';
 export { CLOSE_REFUSED } from './agent-endpoint.js';
 export { parsePort, parseMilliseconds, parseCount, parsePositive, fromEnv, exitOnSignals } from './cli-options.js';
 export { activeResources } from './resources.js';
+export { AccessPolicy, validateCidrs, type AccessVerdict } from './access.js';

@@ -37,7 +37,12 @@ export function createRequestHandler(options: IngressOptions): (req: IncomingMes
       }
       return sendPage(req, res, pageFor('TUNNEL_NOT_FOUND', `No tunnel is online at ${host}. Check the address, or start the agent again.`));
     }
-    const head = { method: req.method ?? 'GET', target, headers: forwardedRequestHeaders(req, options.proto), hasBody: requestHasBody(req) };
+    const verdict = session.access?.check(req.socket.remoteAddress, req.headers.authorization) ?? 'allowed';
+    if (verdict === 'forbidden') return sendPage(req, res, pageFor('ACCESS_DENIED'));
+    if (verdict === 'unauthorized') {
+      return sendPage(req, res, pageFor('AUTH_REQUIRED'), { 'www-authenticate': 'Basic realm="tunnel", charset="UTF-8"' });
+    }
+    const head = { method: req.method ?? 'GET', target, headers: forwardedRequestHeaders(req, options.proto, session.access?.usesCredentials), hasBody: requestHasBody(req) };
     const refusal = session.openStream(req, res, head);
     if (refusal === 'TOO_MANY_STREAMS') {
       sendPage(req, res, pageFor(refusal, `The tunnel at ${host} has too many requests in flight; retry shortly.`), { 'retry-after': '1' });
@@ -85,8 +90,13 @@ export function createUpgradeHandler(options: IngressOptions): (req: IncomingMes
       writeRawError(socket, 'TUNNEL_NOT_FOUND', `No tunnel is online at ${host}. Check the address, or start the agent again.`);
       return;
     }
+    const verdict = session.access?.check(req.socket.remoteAddress, req.headers.authorization) ?? 'allowed';
+    if (verdict !== 'allowed') {
+      writeRawError(socket, verdict === 'forbidden' ? 'ACCESS_DENIED' : 'AUTH_REQUIRED');
+      return;
+    }
     const upgrade = req.headers.upgrade ?? 'websocket';
-    const head = { method: req.method ?? 'GET', target, headers: forwardedRequestHeaders(req, options.proto), hasBody: false, upgrade };
+    const head = { method: req.method ?? 'GET', target, headers: forwardedRequestHeaders(req, options.proto, session.access?.usesCredentials), hasBody: false, upgrade };
     const refusal = session.openUpgrade(socket, early, head);
     if (refusal) writeRawError(socket, refusal);
   };

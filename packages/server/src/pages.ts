@@ -18,6 +18,8 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   RELAY_SHUTTING_DOWN: 'Relay shutting down',
   TOO_MANY_STREAMS: 'Too many requests',
   REQUEST_INVALID: 'Bad request',
+  AUTH_REQUIRED: 'Sign in required',
+  ACCESS_DENIED: 'Access denied',
 };
 
 function escapeHtml(text: string): string {

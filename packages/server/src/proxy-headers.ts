@@ -3,10 +3,12 @@ import { endToEndHeaders, type HeaderList } from '@tunnel/protocol';
 
 /** Headers the relay sets itself; a public client's values are dropped, never trusted. */
 const RELAY_OWNED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip']);
+/** With the tunnel's own password in force, its Authorization header was for the relay, not the app. */
+const RELAY_OWNED_WITH_AUTH = new Set([...RELAY_OWNED, 'authorization']);
 
 /** The request headers the agent replays: end-to-end ones in order, then the relay's X-Forwarded-*. */
-export function forwardedRequestHeaders(req: IncomingMessage, proto: 'http' | 'https'): HeaderList {
-  const headers = endToEndHeaders(req.rawHeaders, RELAY_OWNED);
+export function forwardedRequestHeaders(req: IncomingMessage, proto: 'http' | 'https', consumedAuthorization = false): HeaderList {
+  const headers = endToEndHeaders(req.rawHeaders, consumedAuthorization ? RELAY_OWNED_WITH_AUTH : RELAY_OWNED);
   const clientAddress = req.socket.remoteAddress ?? '';
   headers.push(['X-Forwarded-For', clientAddress.replace(/^::ffff:/, '')]);
   headers.push(['X-Forwarded-Proto', proto]);
