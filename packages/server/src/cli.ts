@@ -14,6 +14,9 @@ interface RelayFlags {
   tokens?: string;
   reserved?: string[];
   resumeGrace?: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  redirectHttp?: number;
   logLevel?: string;
 }
 
@@ -28,6 +31,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('--tokens <file>', 'JSON file of agent tokens, the names and limits of each (env TUNNEL_SERVER_TOKENS); without it any agent may connect')
     .option('--reserved <name...>', 'names no agent may take, besides www, api, admin, mail and the like')
     .option('--resume-grace <ms>', 'how long a lost agent keeps its name to reconnect to', parseMilliseconds)
+    .option('--tls-cert <file>', 'PEM certificate for HTTPS: a wildcard for *.<domain> and the apex')
+    .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .option('--redirect-http <port>', 'also answer plain HTTP on this port with a redirect to HTTPS', parsePort(true))
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env LOG_LEVEL)')
     .showHelpAfterError(false)
     .configureOutput({ outputError: (text, write) => write(`tunnel-server: ${text.replace(/^error: /, '')}`) });
@@ -60,6 +66,9 @@ export async function main(argv: string[]): Promise<void> {
           tokensFile: flags.tokens,
           reservedNames: flags.reserved,
           resumeGraceMs: flags.resumeGrace,
+          tlsCert: flags.tlsCert,
+          tlsKey: flags.tlsKey,
+          redirectHttpPort: flags.redirectHttp,
           logLevel: flags.logLevel,
         },
       },

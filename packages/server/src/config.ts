@@ -22,6 +22,11 @@ export const RelayConfig = z.object({
   tokensFile: z.string().min(1).optional(),
   reservedNames: z.array(Subdomain).max(10_000),
   resumeGraceMs: z.number().int().min(0),
+  /** PEM certificate (a wildcard for `*.<domain>` plus the apex) and key: serve HTTPS. */
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  /** Also listen for plain HTTP on this port and redirect it to HTTPS. */
+  redirectHttpPort: z.number().int().min(0).max(65535).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
 });
 export type RelayConfig = z.infer<typeof RelayConfig>;

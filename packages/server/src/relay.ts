@@ -1,10 +1,13 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { AgentEndpoint } from './agent-endpoint.js';
 import { RELAY_DEFAULTS, RelayConfig, resolveConfig } from './config.js';
 import { createRequestHandler, createUpgradeHandler } from './ingress.js';
 import { createLogger, type Logger } from './logger.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { TunnelError } from '@tunnel/protocol';
 import { Registry } from './registry.js';
+import { createPublicServer, createRedirectServer } from './tls-files.js';
 import { loadTokens } from './tokens.js';
 
 export interface RelayOptions extends Partial<RelayConfig> {
@@ -48,7 +51,6 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     log.warn({ host: config.host }, 'relay is open: any agent may connect; pass --tokens to require tokens');
   }
   const registry = new Registry();
-  const proto = 'http';
   let port = config.port;
   let shuttingDown = false;
   const endpoint = new AgentEndpoint({
@@ -62,11 +64,12 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     resumeGraceMs: config.resumeGraceMs,
     urlFor: (name) => publicUrl(proto, `${name}.${config.domain}`, port),
   });
+  const serverOptions = { headersTimeout: config.headersTimeoutMs, requestTimeout: 0, keepAliveTimeout: config.keepAliveTimeoutMs };
+  // The handler needs `proto`, which depends on the server made; it is bound once both exist.
+  let handle: (req: IncomingMessage, res: ServerResponse) => void = () => undefined;
+  const { server, proto } = createPublicServer({ certFile: config.tlsCert, keyFile: config.tlsKey }, serverOptions, (req, res) => handle(req, res));
   const ingress = { domain: config.domain, registry, endpoint, proto, isShuttingDown: () => shuttingDown } as const;
-  const server = createServer(
-    { headersTimeout: config.headersTimeoutMs, requestTimeout: 0, keepAliveTimeout: config.keepAliveTimeoutMs },
-    createRequestHandler(ingress),
-  );
+  handle = createRequestHandler(ingress);
   server.on('upgrade', createUpgradeHandler(ingress));
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => answerClientError(error, socket, log));
   const connections = new Set<Socket>();
@@ -76,6 +79,11 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   });
   await listen(server, config.host, config.port);
   port = (server.address() as AddressInfo).port;
+  const redirect = config.redirectHttpPort === undefined ? null : createRedirectServer(port);
+  if (redirect) {
+    if (proto !== 'https') throw new TunnelError('CONFIG_INVALID', '--redirect-http needs HTTPS: pass --tls-cert and --tls-key.');
+    await listen(redirect, config.host, config.redirectHttpPort!);
+  }
   const url = publicUrl(proto, config.domain, port);
   log.info({ url, host: config.host, port, domain: config.domain }, 'relay listening');
 
@@ -85,6 +93,8 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
       shuttingDown = true;
       log.info({ graceMs }, 'relay shutting down');
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      redirect?.close();
+      redirect?.closeAllConnections();
       server.closeIdleConnections();
       endpoint.closePending();
       const sessions = registry.sessions();
