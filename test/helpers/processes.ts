@@ -109,16 +109,24 @@ export function logLines(stderr: string, msg: string): Array<Record<string, unkn
     .filter((entry) => entry.msg === msg);
 }
 
-/** Asks a running agent for its pool figures (SIGUSR2) and returns the line it logs. */
-export async function poolFigures(agent: RunningProcess): Promise<Record<string, number | string>> {
-  const before = logLines(agent.stderr(), 'pool figures').length;
-  agent.kill('SIGUSR2');
+/**
+ * Sends SIGUSR2 to a CLI started with `--log-level info` and returns the status line it logs
+ * (`pool figures` for the agent, `relay status` for the relay).
+ */
+export async function statusLine(proc: RunningProcess, msg: string): Promise<Record<string, unknown>> {
+  const before = logLines(proc.stderr(), msg).length;
+  proc.kill('SIGUSR2');
   for (let i = 0; i < 200; i += 1) {
-    const lines = logLines(agent.stderr(), 'pool figures');
-    if (lines.length > before) return lines[before]!.pool as Record<string, number | string>;
+    const lines = logLines(proc.stderr(), msg);
+    if (lines.length > before) return lines[before]!;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  throw new Error('the agent logged no pool figures after SIGUSR2');
+  throw new Error(`no "${msg}" line was logged after SIGUSR2`);
+}
+
+/** Asks a running agent for its pool figures (SIGUSR2). */
+export async function poolFigures(agent: RunningProcess): Promise<Record<string, number | string>> {
+  return (await statusLine(agent, 'pool figures')).pool as Record<string, number | string>;
 }
 
 /** Starts `tunnel` and returns it with its public URL. */

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { isTunnelError } from '@tunnel/protocol';
-import { exitOnSignals, fromEnv, parseMilliseconds, parsePort } from './cli-options.js';
+import { exitOnSignals, fromEnv, parseMilliseconds, parsePort, parsePositive } from './cli-options.js';
 import { createLogger } from './logger.js';
 import { startRelay } from './relay.js';
 import { activeResources } from './resources.js';
@@ -17,6 +17,10 @@ interface RelayFlags {
   tlsCert?: string;
   tlsKey?: string;
   redirectHttp?: number;
+  headersTimeout?: number;
+  bodyIdleTimeout?: number;
+  maxConnectionsPerIp?: number;
+  maxStreams?: number;
   logLevel?: string;
 }
 
@@ -34,6 +38,10 @@ export async function main(argv: string[]): Promise<void> {
     .option('--tls-cert <file>', 'PEM certificate for HTTPS: a wildcard for *.<domain> and the apex')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--redirect-http <port>', 'also answer plain HTTP on this port with a redirect to HTTPS', parsePort(true))
+    .option('--headers-timeout <ms>', 'time a public client has to send its request head', parsePositive)
+    .option('--body-idle-timeout <ms>', 'how long a request body may send nothing before it is cut', parsePositive)
+    .option('--max-connections-per-ip <n>', 'public connections one client address may hold', parsePositive)
+    .option('--max-streams <n>', 'requests in flight per tunnel; more get 503 with Retry-After', parsePositive)
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env LOG_LEVEL)')
     .showHelpAfterError(false)
     .configureOutput({ outputError: (text, write) => write(`tunnel-server: ${text.replace(/^error: /, '')}`) });
@@ -69,6 +77,10 @@ export async function main(argv: string[]): Promise<void> {
           tlsCert: flags.tlsCert,
           tlsKey: flags.tlsKey,
           redirectHttpPort: flags.redirectHttp,
+          headersTimeoutMs: flags.headersTimeout,
+          bodyIdleTimeoutMs: flags.bodyIdleTimeout,
+          maxConnectionsPerIp: flags.maxConnectionsPerIp,
+          maxStreamsPerTunnel: flags.maxStreams,
           logLevel: flags.logLevel,
         },
       },

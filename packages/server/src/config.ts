@@ -17,6 +17,12 @@ export const RelayConfig = z.object({
   shutdownGraceMs: z.number().int().min(0),
   maxStreamsPerTunnel: z.number().int().positive(),
   headersTimeoutMs: z.number().int().positive(),
+  /** A request body that sends nothing for this long is cut (a stalled upload holds a stream). */
+  bodyIdleTimeoutMs: z.number().int().positive(),
+  /** Public connections one client address may hold at once. */
+  maxConnectionsPerIp: z.number().int().positive(),
+  /** Public connections the relay holds at once, from everyone. */
+  maxConnections: z.number().int().positive(),
   keepAliveTimeoutMs: z.number().int().positive(),
   /** Path of the tokens file; without one the relay is open to any agent. */
   tokensFile: z.string().min(1).optional(),
@@ -41,6 +47,9 @@ export const RELAY_DEFAULTS: RelayConfig = {
   shutdownGraceMs: 10_000,
   maxStreamsPerTunnel: 1000,
   headersTimeoutMs: 30_000,
+  bodyIdleTimeoutMs: 60_000,
+  maxConnectionsPerIp: 256,
+  maxConnections: 10_000,
   keepAliveTimeoutMs: 5_000,
   reservedNames: [],
   resumeGraceMs: 60_000,

@@ -16,6 +16,8 @@ export interface IngressOptions {
   registry: Registry;
   endpoint: AgentEndpoint;
   proto: 'http' | 'https';
+  /** A request body silent for this long is cut. */
+  bodyIdleTimeoutMs: number;
   isShuttingDown(): boolean;
 }
 
@@ -43,6 +45,11 @@ export function createRequestHandler(options: IngressOptions): (req: IncomingMes
       return sendPage(req, res, pageFor('AUTH_REQUIRED'), { 'www-authenticate': 'Basic realm="tunnel", charset="UTF-8"' });
     }
     const head = { method: req.method ?? 'GET', target, headers: forwardedRequestHeaders(req, options.proto, session.access?.usesCredentials), hasBody: requestHasBody(req) };
+    if (head.hasBody) {
+      // Only while the body arrives: once it is complete, silence (a long poll, SSE) is fine.
+      req.setTimeout(options.bodyIdleTimeoutMs, () => req.destroy());
+      req.once('end', () => req.setTimeout(0));
+    }
     const refusal = session.openStream(req, res, head);
     if (refusal === 'TOO_MANY_STREAMS') {
       sendPage(req, res, pageFor(refusal, `The tunnel at ${host} has too many requests in flight; retry shortly.`), { 'retry-after': '1' });

@@ -6,6 +6,7 @@ import { createRequestHandler, createUpgradeHandler } from './ingress.js';
 import { createLogger, type Logger } from './logger.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TunnelError } from '@tunnel/protocol';
+import { ConnectionLimits } from './connection-limits.js';
 import { Registry } from './registry.js';
 import { createPublicServer, createRedirectServer } from './tls-files.js';
 import { loadTokens } from './tokens.js';
@@ -64,19 +65,32 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     resumeGraceMs: config.resumeGraceMs,
     urlFor: (name) => publicUrl(proto, `${name}.${config.domain}`, port),
   });
-  const serverOptions = { headersTimeout: config.headersTimeoutMs, requestTimeout: 0, keepAliveTimeout: config.keepAliveTimeoutMs };
+  // Node checks the headers timeout on a timer of its own (30 s by default): check every second,
+  // so a slowloris connection is cut close to the limit, not up to 30 s after it.
+  const serverOptions = {
+    headersTimeout: config.headersTimeoutMs,
+    requestTimeout: 0,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs),
+  };
   // The handler needs `proto`, which depends on the server made; it is bound once both exist.
   let handle: (req: IncomingMessage, res: ServerResponse) => void = () => undefined;
   const { server, proto } = createPublicServer({ certFile: config.tlsCert, keyFile: config.tlsKey }, serverOptions, (req, res) => handle(req, res));
-  const ingress = { domain: config.domain, registry, endpoint, proto, isShuttingDown: () => shuttingDown } as const;
+  const ingress = { domain: config.domain, registry, endpoint, proto, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs, isShuttingDown: () => shuttingDown } as const;
   handle = createRequestHandler(ingress);
   server.on('upgrade', createUpgradeHandler(ingress));
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => answerClientError(error, socket, log));
   const connections = new Set<Socket>();
+  const limits = new ConnectionLimits(config.maxConnections, config.maxConnectionsPerIp);
   server.on('connection', (socket: Socket) => {
+    if (!limits.admit(socket)) {
+      log.debug({ address: socket.remoteAddress }, 'public connection over the limit; closed');
+      return;
+    }
     connections.add(socket);
     socket.once('close', () => connections.delete(socket));
   });
+  server.maxConnections = config.maxConnections;
   await listen(server, config.host, config.port);
   port = (server.address() as AddressInfo).port;
   const redirect = config.redirectHttpPort === undefined ? null : createRedirectServer(port);
