@@ -7,6 +7,7 @@ import { onTestFinished } from 'vitest';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const TUNNEL_BIN = `${ROOT}packages/client/bin/tunnel.js`;
 export const RELAY_BIN = `${ROOT}packages/server/bin/tunnel-server.js`;
+const EXIT_WITH_PARENT = new URL('./exit-with-parent.mjs', import.meta.url).href;
 
 /** A CLI started by a test, with its first stdout line and everything it wrote to stderr. */
 export interface RunningProcess {
@@ -26,7 +27,7 @@ export interface ProcessResult {
 }
 
 function spawnCli(bin: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  return spawn(process.execPath, [bin, ...args], {
+  return spawn(process.execPath, ['--import', EXIT_WITH_PARENT, bin, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TUNNEL_SERVER: '', TUNNEL_TOKEN: '', LOG_LEVEL: '', ...env },
   });
