@@ -122,3 +122,14 @@ describe('reconnecting keeps the URL', () => {
     expect(next).toBe(true);
   });
 });
+
+describe('a clean goodbye', () => {
+  it('frees the name at once when the agent stops cleanly, despite the grace period', async () => {
+    const relay = await startRelayProcess(['--port', '0', '--resume-grace', '60000']);
+    const first = await startAgentProcess(['--port', '9', '--server', relay.url.href, '--subdomain', 'bye-now']);
+    first.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+    const next = await startAgentProcess(['--port', '9', '--server', relay.url.href, '--subdomain', 'bye-now']);
+    expect(next.firstLine).toBe(`http://bye-now.localhost:${relay.url.port}`);
+  });
+});

@@ -127,12 +127,13 @@ export async function main(argv: string[]): Promise<void> {
   } catch (error) {
     die(describeStartFailure(error, config), 1);
   }
-  announce(tunnel, config, isTty);
+  // Handlers first: a script that reads the URL and stops us at once must get a clean exit.
+  exitOnSignals(() => tunnel.close());
   // `kill -USR2 <pid>` logs the pool's figures on demand, without restarting anything.
   process.on('SIGUSR2', () =>
     log.info({ pool: tunnel.upstream.figures(), streams: tunnel.agent.streamCount(), relay: tunnel.relay?.stats(), resources: activeResources() }, 'pool figures'),
   );
-  exitOnSignals(() => tunnel.close());
+  announce(tunnel, config, isTty);
 }
 
 function describeStartFailure(error: unknown, config: AgentConfig): string {

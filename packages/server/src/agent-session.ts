@@ -58,6 +58,8 @@ export class AgentSession {
   #closed = false;
   /** The relay closed this session on purpose (shutdown, protocol error): no grace period. */
   #closedByRelay = false;
+  /** The agent said goodbye (close code 1000): it is not coming back for its name. */
+  #closedByAgent = false;
 
   constructor(ws: WebSocket, options: AgentSessionOptions) {
     this.#ws = ws;
@@ -94,9 +96,12 @@ export class AgentSession {
     ws.on('error', (error: Error) => this.#log.warn({ err: error }, 'agent connection error'));
   }
 
-  /** Whether the agent went away on its own (so it may come back and reclaim its name). */
+  /**
+   * Whether the connection was lost rather than closed by either side on purpose: only then may
+   * the agent come back to reclaim its name, so only then is the name held for it.
+   */
   get lostAgent(): boolean {
-    return this.#closed && !this.#closedByRelay;
+    return this.#closed && !this.#closedByRelay && !this.#closedByAgent;
   }
 
   /** Streams open now. */
@@ -205,6 +210,7 @@ export class AgentSession {
   }
 
   #onClose(code: number, reason: string): void {
+    if (code === 1000) this.#closedByAgent = true;
     if (!this.#closed) this.#log.info({ code, reason }, 'agent disconnected');
     this.#teardown('AGENT_DISCONNECTED');
   }

@@ -100,12 +100,13 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(`tunnel-server: ${reason}\n`);
     process.exit(1);
   }
+  // Handlers first: a script that reads the URL and stops us at once must get a clean exit.
+  // `kill -USR2 <pid>` logs what the relay holds: tunnels, streams, connections, timers.
+  process.on('SIGUSR2', () => log.info({ relay: relay.stats(), resources: activeResources() }, 'relay status'));
+  exitOnSignals(() => relay.close());
   if (process.stdout.isTTY) {
     process.stdout.write(`Relay listening at ${relay.url}\nAgents connect with: tunnel --port <local port> --server ${relay.url}\n`);
   } else {
     process.stdout.write(`${relay.url}\n`);
   }
-  // `kill -USR2 <pid>` logs what the relay holds: tunnels, streams, connections, timers.
-  process.on('SIGUSR2', () => log.info({ relay: relay.stats(), resources: activeResources() }, 'relay status'));
-  exitOnSignals(() => relay.close());
 }
