@@ -1,4 +1,4 @@
-// Preloaded into the tunnel child (`node --import ./bench/exit-with-parent.mjs ...`) by
+// Preloaded into the tunnel, relay and agent children (`node --import ./bench/exit-with-parent.mjs ...`) by
 // bench/run.mjs, which holds this process's stdin open. If the benchmark dies without stopping
 // its children (SIGKILL, a crash), stdin reaches EOF and this sends the tunnel its own SIGTERM,
 // so it shuts down the usual way instead of living on as an orphan. The tunnel never reads stdin.

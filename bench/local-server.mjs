@@ -1,10 +1,15 @@
 // The "local service" for the benchmark, run as a child process by bench/run.mjs.
 //   GET /small -> 100-byte body
 //   GET /big   -> 100 MiB, streamed in 64 KiB chunks, respecting backpressure
+//   GET /pattern?bytes=N&seed=S -> N bytes of the deterministic body of bench/pattern.mjs,
+//                                  streamed with backpressure (N at most 4 GiB)
+//   POST /upload -> reads the body, hashing it, and answers {"bytes":N,"sha256":"..."}
 // Listens on 127.0.0.1 only (port from a numeric argument, default 0 = any free port) and prints one JSON
 // line `{"port":N}` on stdout once listening. Keep-alive stays on (Node's default), with a
 // generous idle timeout so wrk's connections are not cut between requests.
+import { createHash } from 'node:crypto';
 import http from 'node:http';
+import { writePattern } from './pattern.mjs';
 
 const SMALL_BODY = Buffer.alloc(100, 'x');
 const BIG_BYTES = 100 * 1024 * 1024;
@@ -38,6 +43,36 @@ async function sendBig(req, res) {
   if (!closed) res.end();
 }
 
+const MAX_PATTERN_BYTES = 4 * 1024 ** 3;
+
+async function sendPattern(url, res) {
+  const bytes = Number(url.searchParams.get('bytes'));
+  const seed = Number(url.searchParams.get('seed') ?? 1);
+  if (!Number.isInteger(bytes) || bytes < 0 || bytes > MAX_PATTERN_BYTES || !Number.isInteger(seed)) {
+    res.writeHead(400, { 'content-type': 'text/plain' });
+    res.end('bytes must be an integer from 0 to 4 GiB, seed an integer\n');
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bytes) });
+  const { completed } = await writePattern(res, bytes, seed);
+  if (completed) res.end();
+}
+
+function receiveUpload(req, res) {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  req.on('data', (chunk) => {
+    hash.update(chunk);
+    bytes += chunk.length;
+  });
+  req.on('end', () => {
+    const body = JSON.stringify({ bytes, sha256: hash.digest('hex') });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
+    res.end(body);
+  });
+  req.on('error', () => res.destroy());
+}
+
 const server = http.createServer((req, res) => {
   const path = (req.url ?? '/').split('?')[0];
   if (req.method === 'GET' && path === '/small') {
@@ -50,6 +85,17 @@ const server = http.createServer((req, res) => {
       process.stderr.write(`local-server: /big failed: ${error?.stack ?? error}\n`);
       res.destroy();
     });
+    return;
+  }
+  if (req.method === 'GET' && path === '/pattern') {
+    sendPattern(new URL(req.url, 'http://local'), res).catch((error) => {
+      process.stderr.write(`local-server: /pattern failed: ${error?.stack ?? error}\n`);
+      res.destroy();
+    });
+    return;
+  }
+  if (req.method === 'POST' && path === '/upload') {
+    receiveUpload(req, res);
     return;
   }
   res.writeHead(404, { 'content-type': 'text/plain', 'content-length': '10' });

@@ -1,24 +1,30 @@
-// Benchmark: a local HTTP service reached directly vs through the tunnel (embedded relay).
+// Benchmark: a local HTTP service reached directly vs through the tunnel.
 //
 //   npm run bench                 (builds first, then runs this file)
 //   BENCH_SECONDS=10 npm run bench  (duration of each load-generator run; default 5)
 //
 // What it does, in one run:
-//   1. starts bench/local-server.mjs (GET /small = 100 B, GET /big = 100 MiB) on 127.0.0.1;
+//   1. starts bench/local-server.mjs (GET /small = 100 B, GET /big = 100 MiB, GET /pattern and
+//      POST /upload for the 1 GiB rows) on 127.0.0.1;
 //   2. starts the tunnel CLI with an embedded relay on 127.0.0.1 and reads its public URL;
 //   3. measures req/s and p50/p99 latency of GET /small at 1 and 50 connections with wrk
 //      (or autocannon if wrk is missing and autocannon is installed), direct vs tunnel;
 //   4. downloads /big direct vs tunnel with node:http, checks the byte count, reports MB/s;
-//   5. prints a side-by-side table, and exits non-zero if anything failed.
+//   5. starts a relay process (tunnel-server) and an agent process (tunnel --server) and moves
+//      1 GiB up and 1 GiB down, direct vs through them, each body generated and sha256-checked
+//      as it streams (bench/pattern.mjs); reports MB/s and the relay's and agent's peak RSS;
+//   6. prints a side-by-side table, and exits non-zero if anything failed.
 // Only 127.0.0.1 is used; only the child processes started here are ever signalled (by PID).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import readline from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { patternDigest, writePattern } from './pattern.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const LOOPBACK = '127.0.0.1';
@@ -28,6 +34,9 @@ const MB = 1e6; // throughput is reported in MB/s with 1 MB = 1,000,000 bytes
 const SECONDS = parseSeconds(process.env.BENCH_SECONDS);
 const STARTUP_TIMEOUT_MS = 20_000;
 const DOWNLOAD_TIMEOUT_MS = 180_000;
+const GIB_BYTES = 1024 ** 3; // the 1 GiB rows
+const GIB_SEED = 7; // which deterministic body they carry
+const GIB_TIMEOUT_MS = 300_000; // per transfer: fails below ~3.6 MB/s
 const SANITY_TIMEOUT_MS = 10_000;
 const KILL_GRACE_MS = 3_000;
 const MAX_LOG_LINES = 500; // per child, kept for the report
@@ -373,6 +382,150 @@ async function download(target) {
   }
 }
 
+/** POSTs the 1 GiB pattern body with backpressure, hashing it as it goes; resolves with the service's answer. */
+function postPattern(target, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const headers = { 'content-type': 'application/octet-stream', 'content-length': String(GIB_BYTES) };
+    if (target.host) headers.host = target.host;
+    let sent = null;
+    const req = http.request({ host: LOOPBACK, port: target.port, method: 'POST', path: '/upload', headers, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        if (text.length < 10_000) text += chunk;
+      });
+      res.on('end', () => {
+        clearTimeout(timer);
+        let received = null;
+        try {
+          received = JSON.parse(text);
+        } catch {
+          // reported below as a wrong answer
+        }
+        resolve({ status: res.statusCode, sent, received, text, seconds: (performance.now() - started) / 1000 });
+      });
+      res.on('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+    });
+    const timer = setTimeout(() => req.destroy(new Error(`no complete answer within ${timeoutMs} ms`)), timeoutMs);
+    req.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    writePattern(req, GIB_BYTES, GIB_SEED).then((result) => {
+      sent = result;
+      if (result.completed) req.end();
+    }, (error) => req.destroy(error));
+  });
+}
+
+async function uploadGib(target) {
+  const label = `upload 1 GiB ${target.name}`;
+  try {
+    const result = await postPattern(target, GIB_TIMEOUT_MS);
+    const ok = result.status === 200 && result.sent?.completed && result.received?.bytes === GIB_BYTES && result.received?.sha256 === result.sent.sha256;
+    if (!ok) {
+      fail(`${label}: status ${result.status}, sent ${result.sent?.bytes} bytes (sha256 ${result.sent?.sha256}), the service answered ${result.text.slice(0, 200)}`);
+      return NaN;
+    }
+    const mbps = GIB_BYTES / MB / result.seconds;
+    progress(`${label}: ${GIB_BYTES} bytes in ${result.seconds.toFixed(3)} s = ${mbps.toFixed(1)} MB/s, sha256 matches`);
+    return mbps;
+  } catch (error) {
+    fail(`${label}: ${error.message}`);
+    return NaN;
+  }
+}
+
+/** GETs the 1 GiB pattern body, hashing it as it arrives and keeping none of it. */
+function getPattern(target, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const headers = target.host ? { host: target.host } : {};
+    const started = performance.now();
+    const req = http.get({ host: LOOPBACK, port: target.port, path: `/pattern?bytes=${GIB_BYTES}&seed=${GIB_SEED}`, headers, agent: false }, (res) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      res.on('data', (chunk) => {
+        hash.update(chunk);
+        bytes += chunk.length;
+      });
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode, bytes, sha256: hash.digest('hex'), complete: res.complete, seconds: (performance.now() - started) / 1000 });
+      });
+      res.on('aborted', () => {
+        clearTimeout(timer);
+        reject(new Error(`response aborted after ${bytes} bytes (status ${res.statusCode})`));
+      });
+      res.on('error', (error) => {
+        clearTimeout(timer);
+        reject(new Error(`response error after ${bytes} bytes: ${error.message}`));
+      });
+    });
+    const timer = setTimeout(() => req.destroy(new Error(`no complete response within ${timeoutMs} ms`)), timeoutMs);
+    req.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
+async function downloadGib(target, expectedSha256) {
+  const label = `download 1 GiB ${target.name}`;
+  try {
+    const result = await getPattern(target, GIB_TIMEOUT_MS);
+    const ok = result.status === 200 && result.complete && result.bytes === GIB_BYTES && result.sha256 === expectedSha256;
+    if (!ok) {
+      fail(`${label}: status ${result.status}, ${result.bytes} bytes, sha256 ${result.sha256} (expected 200, ${GIB_BYTES} bytes, sha256 ${expectedSha256}), complete=${result.complete}`);
+      return NaN;
+    }
+    const mbps = GIB_BYTES / MB / result.seconds;
+    progress(`${label}: ${GIB_BYTES} bytes in ${result.seconds.toFixed(3)} s = ${mbps.toFixed(1)} MB/s, sha256 matches`);
+    return mbps;
+  } catch (error) {
+    fail(`${label}: ${error.message}`);
+    return NaN;
+  }
+}
+
+/**
+ * Starts a relay process and an agent process that dials it with --server, so the 1 GiB rows
+ * measure the deployed shape (two processes, a real WebSocket between them) and each side's
+ * memory can be read on its own; the embedded relay would put both in one process.
+ */
+async function startSeparateTunnel(localPort) {
+  const exitWithParent = ['--import', pathToFileURL(path.join(ROOT, 'bench', 'exit-with-parent.mjs')).href];
+  const relayArgs = [...exitWithParent, path.join(ROOT, 'packages', 'server', 'bin', 'tunnel-server.js'), '--port', '0', '--host', LOOPBACK, '--log-level', 'warn'];
+  const relay = startChild('relay', process.execPath, relayArgs, { stdinPipe: true });
+  const relayUrl = new URL(await firstLine(relay, STARTUP_TIMEOUT_MS));
+  const agentArgs = [
+    ...exitWithParent,
+    path.join(ROOT, 'packages', 'client', 'bin', 'tunnel.js'),
+    '--port', String(localPort),
+    '--local-host', LOOPBACK,
+    '--server', `http://${LOOPBACK}:${relayUrl.port}`,
+    '--log-level', 'warn',
+    '--stats-interval', '0',
+  ];
+  const agent = startChild('agent', process.execPath, agentArgs, { stdinPipe: true });
+  const publicUrl = new URL(await firstLine(agent, STARTUP_TIMEOUT_MS));
+  progress(`relay process ${relayUrl.href} (pid ${relay.child.pid}); agent process ${publicUrl.href} (pid ${agent.child.pid})`);
+  return { relay, agent, target: { name: 'tunnel (relay + agent processes)', port: Number(publicUrl.port), host: publicUrl.host } };
+}
+
+/** Resets a child's peak RSS (VmHWM) to its current RSS (Linux; our own children only). */
+function resetPeakRss(pid) {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Report
 
@@ -541,6 +694,60 @@ async function main() {
   }
   rows.push({ label: 'download 100 MiB MB/s', direct: directMbps, tunnel: tunnelMbps, format: fmt.mbps });
 
+  // 1 GiB each way, through a relay process and an agent process of their own.
+  checkInterrupted();
+  progress('1 GiB rows: computing the sha256 of the 1 GiB body');
+  const gibSha256 = patternDigest(GIB_BYTES, GIB_SEED);
+  let separate = null;
+  try {
+    separate = await startSeparateTunnel(localPort);
+    await sanityCheck(separate.target);
+  } catch (error) {
+    fail(`relay and agent processes for the 1 GiB rows: ${error.message}; skipping their tunnel measurements`);
+    separate = null;
+  }
+  const separateAlive = () => separate !== null && !separate.relay.exit && !separate.agent.exit;
+  const memoryBefore = {};
+  if (separate) {
+    for (const entry of [separate.relay, separate.agent]) {
+      memoryBefore[entry.name] = readProcStatus(entry.child.pid);
+      entry.peakReset = resetPeakRss(entry.child.pid);
+    }
+  }
+  const gibRows = [
+    ['upload 1 GiB MB/s', (target) => uploadGib(target)],
+    ['download 1 GiB MB/s', (target) => downloadGib(target, gibSha256)],
+  ];
+  for (const [label, measure] of gibRows) {
+    checkInterrupted();
+    progress(`${label}: direct`);
+    const direct1 = await measure(direct);
+    let tunnel1 = NaN;
+    checkInterrupted();
+    if (separateAlive()) {
+      progress(`${label}: through the relay and agent processes`);
+      tunnel1 = await measure(separate.target);
+    }
+    rows.push({ label, direct: direct1, tunnel: tunnel1, format: fmt.mbps });
+  }
+  if (separate) {
+    for (const entry of [separate.relay, separate.agent]) {
+      if (entry.exit) {
+        fail(`the ${entry.name} process exited during the 1 GiB rows (code ${entry.exit.code}, signal ${entry.exit.signal})`);
+        entry.killedByUs = true; // reported here, not again as "exited on its own"
+        continue;
+      }
+      const before = memoryBefore[entry.name];
+      const after = readProcStatus(entry.child.pid);
+      if (!before || !after) continue;
+      const since = entry.peakReset ? 'during the 1 GiB rows' : 'since it started';
+      notes.push(
+        `${entry.name} process (1 GiB rows): RSS ${before.rssMiB.toFixed(0)} MiB before, ${after.rssMiB.toFixed(0)} MiB after; ` +
+          `peak RSS (VmHWM) ${since} ${after.peakMiB.toFixed(0)} MiB`,
+      );
+    }
+  }
+
   // The tunnel must still serve after all that.
   checkInterrupted();
   if (tunnelAlive()) {
@@ -568,6 +775,8 @@ async function main() {
   printTable(rows);
   console.log('');
   console.log('req/s: higher is better; latency: lower is better; MB/s: 1 MB = 1,000,000 bytes, higher is better.');
+  console.log('Tunnel rows go through the embedded relay (one process), except the 1 GiB rows: a relay process and an agent process.');
+  console.log('1 GiB rows: each body is generated and sha256-checked as it streams, on both ends, so "direct" is bounded by hashing.');
   if (!tool) console.log('req/s and latency rows skipped: no load generator. Install wrk: apt-get install wrk');
   if (tool?.kind === 'autocannon') console.log('autocannon records latency in whole milliseconds, so sub-millisecond latencies show as 0; wrk is more precise.');
   for (const note of notes) console.log(`note: ${note}`);
@@ -586,7 +795,12 @@ try {
     process.exit(128 + (os.constants.signals[interrupted] ?? 2));
   }
   for (const entry of children.values()) {
-    const logs = entry.stderr.filter((line) => line.trim() !== '' && !line.startsWith('tunnel: Using an embedded relay'));
+    const logs = entry.stderr.filter(
+      (line) =>
+        line.trim() !== '' &&
+        !line.startsWith('tunnel: Using an embedded relay') &&
+        !(entry.killedByUs && /^received SIG[A-Z]+, shutting down$/.test(line.trim())),
+    );
     if (logs.length > 0) {
       console.log('');
       console.log(`${entry.name} stderr (${logs.length} line(s)${logs.length > 20 ? ', first 20 shown' : ''}):`);

@@ -10,13 +10,13 @@ export interface MemoryReading {
   peakBytes: number;
 }
 
-/** How much one process grew while a watch ran. */
-export interface MemoryGrowth {
+/** One process's resident memory over the time a watch ran. */
+export interface MemoryPeak {
   name: string;
-  baselineBytes: number;
-  /** The highest of every sample and the kernel's own high-water mark at the end. */
+  /** RSS when the watch started. */
+  startBytes: number;
+  /** The highest of every sample and of the kernel's own high-water mark (VmHWM). */
   peakBytes: number;
-  growthBytes: number;
   samples: number;
 }
 
@@ -44,13 +44,14 @@ export function resetPeak(pid: number): boolean {
 }
 
 export interface MemoryWatch {
-  /** Stops sampling (safe to call twice) and reports each process's growth over its baseline. */
-  stop(): MemoryGrowth[];
+  /** Stops sampling (safe to call twice) and reports each process's peak. */
+  stop(): MemoryPeak[];
 }
 
 /**
- * Takes each process's RSS now as its baseline, then samples it every `intervalMs` until
- * `stop`. The timer is cleared when the test finishes, whatever happens.
+ * Samples the RSS of each process every `intervalMs` until `stop`, after resetting its VmHWM so
+ * that spikes between samples count too. The timer is cleared when the test finishes, whatever
+ * happens.
  */
 export function watchMemory(
   pids: Record<string, number>,
@@ -58,9 +59,9 @@ export function watchMemory(
   cleanup: (fn: () => void) => void = onTestFinished,
 ): MemoryWatch {
   const entries = Object.entries(pids).map(([name, pid]) => {
-    const baselineBytes = readMemory(pid).rssBytes;
     const peakResettable = resetPeak(pid);
-    return { name, pid, baselineBytes, peakResettable, maxBytes: baselineBytes, samples: 1 };
+    const startBytes = readMemory(pid).rssBytes;
+    return { name, pid, startBytes, peakResettable, maxBytes: startBytes, samples: 1 };
   });
   const sample = (): void => {
     for (const entry of entries) {
@@ -69,15 +70,14 @@ export function watchMemory(
     }
   };
   const timer = setInterval(sample, intervalMs);
-  let report: MemoryGrowth[] | null = null;
-  const stop = (): MemoryGrowth[] => {
+  let report: MemoryPeak[] | null = null;
+  const stop = (): MemoryPeak[] => {
     if (report) return report;
     clearInterval(timer);
     sample();
     report = entries.map((entry) => {
-      const reading = readMemory(entry.pid);
-      const peakBytes = entry.peakResettable ? Math.max(entry.maxBytes, reading.peakBytes) : entry.maxBytes;
-      return { name: entry.name, baselineBytes: entry.baselineBytes, peakBytes, growthBytes: peakBytes - entry.baselineBytes, samples: entry.samples };
+      const kernelPeak = entry.peakResettable ? readMemory(entry.pid).peakBytes : 0;
+      return { name: entry.name, startBytes: entry.startBytes, peakBytes: Math.max(entry.maxBytes, kernelPeak), samples: entry.samples };
     });
     return report;
   };
@@ -87,8 +87,23 @@ export function watchMemory(
   return { stop };
 }
 
-/** One line per process, for the test log: baseline, peak and growth in MiB. */
-export function describeGrowth(growth: MemoryGrowth[]): string {
-  const mib = (bytes: number): string => (bytes / MiB).toFixed(1);
-  return growth.map((g) => `${g.name}: baseline ${mib(g.baselineBytes)} MiB, peak ${mib(g.peakBytes)} MiB, growth ${mib(g.growthBytes)} MiB (${g.samples} samples)`).join('; ');
+/** How far each process's peak during `during` rose above its peak during `baseline`. */
+export function growthOver(baseline: MemoryPeak[], during: MemoryPeak[]): Array<{ name: string; growthBytes: number }> {
+  return during.map((peak) => {
+    const base = baseline.find((entry) => entry.name === peak.name);
+    if (!base) throw new Error(`no baseline for ${peak.name}`);
+    return { name: peak.name, growthBytes: peak.peakBytes - base.peakBytes };
+  });
+}
+
+/** One line for the test log: per process, the warm-up's start and peak, then the transfer's. */
+export function describeMemory(baseline: MemoryPeak[], during: MemoryPeak[]): string {
+  const mib = (bytes: number): string => `${(bytes / MiB).toFixed(1)} MiB`;
+  return during
+    .map((peak) => {
+      const base = baseline.find((entry) => entry.name === peak.name);
+      const warm = base ? `warm-up RSS ${mib(base.startBytes)} → peak ${mib(base.peakBytes)}; ` : '';
+      return `${peak.name}: ${warm}RSS at start ${mib(peak.startBytes)}, peak ${mib(peak.peakBytes)} (${peak.samples} samples)`;
+    })
+    .join('; ');
 }

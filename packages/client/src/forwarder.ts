@@ -170,7 +170,10 @@ export class AgentStream {
     onResponseError: (_controller, error) => {
       if (this.#released) return;
       const failure = error instanceof TunnelError ? error : describeLocalFailure(error, this.#upstream.label, this.#method);
-      this.#log.warn({ streamId: this.id, code: failure.code, err: error }, 'local request failed');
+      // While the breaker is open every request fails fast; the breaker logs its changes once,
+      // so logging each of those failures would only cost time on the path meant to be quick.
+      if (failure.code === 'LOCAL_UNREACHABLE') this.#log.debug({ streamId: this.id, code: failure.code }, 'local request failed');
+      else this.#log.warn({ streamId: this.id, code: failure.code, err: error }, 'local request failed');
       this.#reset(failure);
     },
   };
