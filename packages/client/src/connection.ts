@@ -154,6 +154,8 @@ export class RelayConnection {
   }
 
   #onMessage(data: Buffer, isBinary: boolean): void {
+    // ws may still deliver messages after a protocol error or close() began: they are moot.
+    if (this.#closed) return;
     this.#heartbeat.alive();
     try {
       if (!isBinary) return this.#onControl(data.toString('utf8'));
@@ -168,8 +170,10 @@ export class RelayConnection {
           throw new TunnelError('STREAM_UNKNOWN', `The relay sent a frame for stream ${frame.streamId}, which it never opened.`);
         }
       }
-    } catch (error) {
-      if (!isTunnelError(error)) throw error;
+    } catch (caught) {
+      // Whatever the relay sent, it may end only this connection (the agent reconnects), never the process.
+      const error = isTunnelError(caught) ? caught : new TunnelError('INTERNAL', 'The agent could not handle a message from the relay.');
+      if (!isTunnelError(caught)) this.#log.error({ err: caught }, 'unexpected error handling a relay message');
       this.#log.error({ code: error.code, reason: error.message }, 'protocol error from the relay; reconnecting');
       this.#ws.send(encodeControlMessage({ type: 'error', code: error.code, message: error.message }));
       this.#ws.close(1002, error.code);

@@ -3,8 +3,11 @@ import { TunnelError, isErrorCode, type ErrorCode } from './errors.js';
 
 /** An RFC 9110 token: what a method or a header name may contain. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Header values may hold anything but the bytes that would split a header or a message. */
-const FIELD_VALUE = /^[^\r\n\0]*$/;
+/**
+ * Header values and status messages: tab, visible ASCII and obs-text (RFC 9110 §5.5), which is
+ * exactly what Node will write. Anything else would make the relay's writeHead throw.
+ */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /** A DNS label as a tunnel name: lowercase letters, digits and inner hyphens, 1 to 63 characters. */
 export const SUBDOMAIN_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;

@@ -194,8 +194,9 @@ export class AgentSession {
         }
       }
     } catch (error) {
-      if (!isTunnelError(error)) throw error;
-      this.closeWithError(error);
+      // Whatever this agent sent, it may end only its own session, never the relay.
+      if (!isTunnelError(error)) this.#log.error({ err: error }, 'unexpected error handling an agent message');
+      this.closeWithError(isTunnelError(error) ? error : new TunnelError('INTERNAL', 'The relay could not handle a message from the agent.'));
     }
   }
 

@@ -88,7 +88,12 @@ export class RelayStream {
       case FrameType.END:
         if (frame.payload.length > 0) {
           const { trailers } = decodeJsonPayload(EndPayload, frame.payload, 'trailers');
-          this.#res.addTrailers(trailers);
+          try {
+            this.#res.addTrailers(trailers);
+          } catch {
+            // Trailers Node refuses are dropped; the body itself is complete and is not lost.
+            this.#log.warn({ streamId: this.id }, 'dropped response trailers Node cannot write');
+          }
         }
         this.#res.end();
         return this.#release();
@@ -117,6 +122,9 @@ export class RelayStream {
       else this.#res.writeHead(head.status, flattenHeaders(head.headers));
     } catch (cause) {
       this.#log.warn({ streamId: this.id, err: cause }, 'local service sent a response head Node cannot write');
+      // writeHead keeps what it was given before it threw; clear it so the error page can be written.
+      this.#res.statusMessage = '';
+      for (const name of this.#res.getHeaderNames()) this.#res.removeHeader(name);
       this.#resetAgent('LOCAL_ERROR');
       this.fail('LOCAL_ERROR', 'The local service sent a response head that cannot be passed on.');
     }
