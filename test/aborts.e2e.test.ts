@@ -145,7 +145,7 @@ describe('a public client that leaves mid-stream', () => {
       res.writeHead(200, { 'content-length': 256 * MiB });
       res.on('close', () => {
         // The socket closing with the response unfinished is what an abort looks like here.
-        const socket = req.socket as Socket;
+        const socket = req.socket;
         localSaw.resolve({ finished: res.writableFinished, socketClosed: socket.destroyed });
       });
       sendBytes(res, 256 * MiB);
@@ -181,7 +181,7 @@ describe('a local service that resets mid-response', () => {
       req.resume();
       res.writeHead(200, body === 'chunked' ? { 'content-type': 'application/octet-stream' } : { 'content-length': total });
       res.write(Buffer.alloc(256 * KiB, 1), () => {
-        const socket = req.socket as Socket;
+        const socket = req.socket;
         if (cut.startsWith('resetAndDestroy')) socket.resetAndDestroy();
         else socket.destroy();
       });

@@ -31,7 +31,7 @@ function app(req: import('node:http').IncomingMessage, res: import('node:http').
   if (url.pathname === '/stream') {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.write('first;');
-    new Promise<void>((resolve) => {
+    void new Promise<void>((resolve) => {
       releaseSecondChunk = resolve;
     }).then(() => res.end('second'));
     return;

@@ -24,7 +24,7 @@ export async function startLocalProcess(port: number): Promise<LocalProcess> {
       await exited;
     }
   });
-  await once(child.stdout!, 'data');
+  await once(child.stdout, 'data');
   return {
     child,
     kill: async () => {

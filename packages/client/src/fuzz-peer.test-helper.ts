@@ -87,7 +87,6 @@ export class PeerRecorder {
   /** Resolves once `ready()` holds; rejects if an error escaped or nothing happens in time. */
   until(ready: () => boolean, what: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
       const finish = (error: Error | null): void => {
         clearTimeout(timer);
         this.#checks.delete(check);
@@ -99,7 +98,8 @@ export class PeerRecorder {
         if (escaped.length > 0) finish(new Error(`an error escaped while waiting for ${what}: ${describeError(escaped[0])}`));
         else if (ready()) finish(null);
       };
-      timer = setTimeout(() => finish(new Error(`no ${what} within ${DEADLINE_MS} ms`)), DEADLINE_MS);
+      // finish() reads `timer` only once it is set: from the check below or from the timer itself.
+      const timer = setTimeout(() => finish(new Error(`no ${what} within ${DEADLINE_MS} ms`)), DEADLINE_MS);
       this.#checks.add(check);
       wakers.add(check);
       check();

@@ -91,13 +91,13 @@ export class AgentEndpoint {
 
   #accept(ws: WebSocket, hello: Hello, log: Logger): void {
     checkProtocolVersion(hello.protocol);
-    const { registry, urlFor, pingIntervalMs, maxStreamsPerTunnel, tokens, resumeGraceMs } = this.#options;
+    const { registry, pingIntervalMs, maxStreamsPerTunnel, tokens, resumeGraceMs } = this.#options;
     const grant = this.#authorize(hello.token);
     if (grant && registry.countFor(grant.id) >= grant.maxTunnels) {
       throw new TunnelError('TUNNEL_LIMIT', `This token already has ${grant.maxTunnels} tunnels open, its limit; close one first.`);
     }
     const name = this.#chooseName(hello, grant);
-    const url = urlFor(name);
+    const url = this.#options.urlFor(name);
     const grantId = grant?.id ?? null;
     const sessionLog = log.child({ tunnel: name, ...(tokens ? { grant: grantId } : {}) });
     const maxStreams = Math.min(maxStreamsPerTunnel, grant?.maxStreams ?? maxStreamsPerTunnel);

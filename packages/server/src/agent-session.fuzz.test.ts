@@ -564,7 +564,7 @@ function describeError(error: unknown): string {
 /** A fuzz agent's connection: records every message, pong and the close, and waits on them. */
 class FakeAgent {
   readonly ws: WebSocket;
-  readonly controls: Array<{ type?: string; code?: string }> = [];
+  readonly controls: Array<{ type?: string; code?: string; name?: string }> = [];
   readonly frames: WireFrame[] = [];
   /** Messages from the relay that break the wire format: the relay is wrong. */
   readonly malformed: string[] = [];
@@ -767,7 +767,7 @@ describe('relay against a fuzzing agent', () => {
         return;
       }
       await agent.until(() => agent.controls.length > 0 || agent.isClosed, 'ready');
-      const ready = agent.controls.shift() as { type?: string; name?: string } | undefined;
+      const ready = agent.controls.shift();
       if (ready?.type !== 'ready' || !ready.name) throw new Error(`expected ready, got ${JSON.stringify(ready)}`);
       name = ready.name;
 

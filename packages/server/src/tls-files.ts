@@ -30,7 +30,7 @@ export function createPublicServer(tls: TlsFiles, options: ServerOptions, handle
   }
   const secure = { ...options, cert: readPem(tls.certFile, 'certificate'), key: readPem(tls.keyFile, 'key') };
   try {
-    return { server: createHttpsServer(secure, handler) as unknown as Server, proto: 'https' };
+    return { server: createHttpsServer(secure, handler), proto: 'https' };
   } catch (cause) {
     throw new TunnelError('CONFIG_INVALID', `The TLS certificate and key cannot be used: ${(cause as Error).message}.`, { cause });
   }

@@ -15,7 +15,9 @@ export function startHealthProbe(target: Probeable, path: string, intervalMs: nu
   let stopped = false;
   let cancel = clock.setTimeout(tick, intervalMs);
   function tick(): void {
-    target.probe(path).then((ok) => {
+    // probe() resolves false on any failure and never rejects; a rejection would be a bug, and
+    // is reported as an unhealthy result rather than lost.
+    void target.probe(path).catch(() => false).then((ok) => {
       if (stopped) return;
       if (ok !== healthy) {
         if (ok) log.info({ path }, 'local health probe passes');

@@ -126,7 +126,7 @@ function watchClientSockets(): Socket[] {
 
 /** Waits until every client socket has connected and the pool has taken it in. */
 async function allConnected(sockets: Socket[]): Promise<void> {
-  await Promise.all(sockets.map((socket) => (socket.connecting ? once(socket, 'connect') : undefined)));
+  await Promise.all(sockets.filter((socket) => socket.connecting).map((socket) => once(socket, 'connect')));
   // The pool's promise callbacks run after the connect event; one turn of the loop drains them.
   await nextTurn();
 }
