@@ -34,7 +34,7 @@ import {
   type Mutation,
   type PayloadSpec,
   type WireFrame,
-} from './fuzz-wire.test-helper.js';
+} from '../../protocol/src/fuzz-wire.test-helper.js';
 import { DEADLINE_MS, PeerRecorder, describeError, escaped, waitUntil, watchEscapes } from './fuzz-peer.test-helper.js';
 import { poolOptionsFor } from './tunnel.js';
 import { PoolRegistry, type Upstream } from './upstream.js';

@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws';
-import { decodeReference, type WireFrame } from './fuzz-wire.test-helper.js';
+import { decodeReference, type WireFrame } from '../../protocol/src/fuzz-wire.test-helper.js';
 
 /*
  * Harness pieces for fuzz tests over real sockets: errors that escape to the process, a

@@ -11,12 +11,28 @@ import {
   FLAG_UPGRADE,
   FrameType,
   INITIAL_WINDOW,
+  MAX_FRAME_PAYLOAD,
   MAX_MESSAGE_BYTES,
   ResetReason,
   ResponseHead,
   parseControlMessage,
   type ErrorCode,
 } from '@tunnel/protocol';
+import {
+  MAX_CREDIT,
+  build,
+  decodeReference,
+  encodeFrames,
+  parsePayload,
+  sendBuilt,
+  windowIncrement,
+  type Built,
+  type FrameSpec,
+  type MessageSpec,
+  type Mutation,
+  type PayloadSpec,
+  type WireFrame,
+} from '../../protocol/src/fuzz-wire.test-helper.js';
 import { startRelay, type Relay } from './relay.js';
 
 /*
@@ -37,99 +53,9 @@ const RUNS = Number(process.env.FUZZ_RELAY_RUNS ?? 6_000);
 const CHECK_EVERY = 500;
 /** A guard, not a sync: every wait in a case is for an event, and this only bounds a hang. */
 const CASE_DEADLINE_MS = 5_000;
-const MAX_CREDIT = 0x7fff_ffff;
-const MAX_FRAME_PAYLOAD = 64 * 1024;
-
-// ---------------------------------------------------------------------------------------------
-// The wire, as the spec in docs/architecture.md states it (written here, not imported, so the
-// model does not share the decoder's mistakes).
-
-interface WireFrame {
-  type: number;
-  flags: number;
-  streamId: number;
-  payload: Uint8Array;
-}
-
-type Decoded = { frames: WireFrame[] } | { codes: ErrorCode[] };
-
-/** Splits a message into frames, or names every rule the first bad frame breaks. */
-function decodeReference(bytes: Uint8Array): Decoded {
-  if (bytes.length === 0) return { codes: ['FRAME_TRUNCATED'] };
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const frames: WireFrame[] = [];
-  for (let offset = 0; offset < bytes.length;) {
-    if (bytes.length - offset < 10) return { codes: ['FRAME_TRUNCATED'] };
-    const type = view.getUint8(offset);
-    const streamId = view.getUint32(offset + 2);
-    const length = view.getUint32(offset + 6);
-    const codes: ErrorCode[] = [];
-    if (type < FrameType.OPEN || type > FrameType.WINDOW) codes.push('FRAME_UNKNOWN_TYPE');
-    if (streamId === 0) codes.push('FRAME_INVALID');
-    if (length > MAX_FRAME_PAYLOAD) codes.push('FRAME_TOO_LARGE');
-    if (length > bytes.length - offset - 10) codes.push('FRAME_TRUNCATED');
-    if (codes.length > 0) return { codes };
-    frames.push({ type, flags: view.getUint8(offset + 1), streamId, payload: bytes.subarray(offset + 10, offset + 10 + length) });
-    offset += 10 + length;
-  }
-  return { frames };
-}
-
-interface Schema<T> {
-  safeParse(value: unknown): { success: true; data: T } | { success: false };
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** A JSON payload checked against its schema, or null when the receiver must reject it. */
-function parsePayload<T>(schema: Schema<T>, payload: Uint8Array): T | null {
-  try {
-    const result = schema.safeParse(JSON.parse(utf8.decode(payload)));
-    return result.success ? result.data : null;
-  } catch {
-    return null;
-  }
-}
-
-function windowIncrement(payload: Uint8Array): number | null {
-  if (payload.length !== 4) return null;
-  const value = new DataView(payload.buffer, payload.byteOffset, 4).getUint32(0);
-  return value === 0 || value > MAX_CREDIT ? null : value;
-}
 
 // ---------------------------------------------------------------------------------------------
 // What a case is made of. Payloads are described, not stored, so a counterexample stays short.
-
-type PayloadSpec =
-  | { bytes: readonly number[] }
-  | { fill: number; size: number }
-  | { json: unknown }
-  /** A well-formed response head padded to exactly `size` bytes of JSON. */
-  | { paddedHead: number }
-  | { u32: number };
-
-interface FrameSpec {
-  type: number;
-  flags: number;
-  streamId: number;
-  payload: PayloadSpec;
-}
-
-type Mutation =
-  | { flip: number; bit: number }
-  | { keep: number }
-  /** Sets the length field of frame `frame` (modulo the frame count). */
-  | { frame: number; length: number }
-  | { frame: number; type: number }
-  | { append: readonly number[] };
-
-type MessageSpec =
-  | { frames: FrameSpec[]; mutation?: Mutation }
-  | { raw: readonly number[] }
-  | { text: string }
-  | { hugeText: number }
-  | { badUtf8: readonly number[] }
-  | { oversized: true };
 
 type Handshake =
   | { hello: 'valid' }
@@ -184,7 +110,7 @@ const garbage: fc.Arbitrary<PayloadSpec> = fc.oneof(
   smallBytes.map((bytes) => ({ bytes })),
   fc.jsonValue({ maxDepth: 2 }).map((json) => ({ json })),
 );
-const oversizedHead: fc.Arbitrary<PayloadSpec> = fc.constantFrom(MAX_FRAME_PAYLOAD, MAX_FRAME_PAYLOAD + 1, MAX_FRAME_PAYLOAD + 100).map((paddedHead) => ({ paddedHead }));
+const oversizedHead: fc.Arbitrary<PayloadSpec> = fc.constantFrom(MAX_FRAME_PAYLOAD, MAX_FRAME_PAYLOAD + 1, MAX_FRAME_PAYLOAD + 100).map((size) => ({ padded: { status: 200, headers: [] }, size }));
 const dataPayload: fc.Arbitrary<PayloadSpec> = fc.oneof(
   { weight: 3, arbitrary: smallBytes.map((bytes) => ({ bytes })) },
   { weight: 1, arbitrary: fc.record({ fill: fc.integer({ min: 0, max: 255 }), size: fc.constantFrom(1, 1000, 16 * 1024, MAX_FRAME_PAYLOAD, MAX_FRAME_PAYLOAD + 1) }) },
@@ -308,82 +234,6 @@ const fuzzCase: fc.Arbitrary<FuzzCase> = fc.record({
 
 // ---------------------------------------------------------------------------------------------
 // Turning a case into bytes.
-
-function paddedHead(size: number): Uint8Array {
-  const empty = JSON.stringify({ status: 200, headers: [['x-pad', '']] });
-  return new TextEncoder().encode(JSON.stringify({ status: 200, headers: [['x-pad', 'p'.repeat(Math.max(0, size - empty.length))]] }));
-}
-
-function payloadBytes(spec: PayloadSpec): Uint8Array {
-  if ('bytes' in spec) return Uint8Array.from(spec.bytes);
-  if ('fill' in spec) return new Uint8Array(spec.size).fill(spec.fill);
-  if ('json' in spec) return new TextEncoder().encode(JSON.stringify(spec.json) ?? 'null');
-  if ('paddedHead' in spec) return paddedHead(spec.paddedHead);
-  const out = new Uint8Array(4);
-  new DataView(out.buffer).setUint32(0, spec.u32);
-  return out;
-}
-
-/** Encodes frames as the spec says, whatever their fields hold; returns each header's offset. */
-function encodeFrames(frames: FrameSpec[]): { bytes: Uint8Array; offsets: number[] } {
-  const payloads = frames.map((frame) => payloadBytes(frame.payload));
-  const bytes = new Uint8Array(payloads.reduce((sum, payload) => sum + 10 + payload.length, 0));
-  const view = new DataView(bytes.buffer);
-  const offsets: number[] = [];
-  let offset = 0;
-  frames.forEach((frame, index) => {
-    const payload = payloads[index]!;
-    offsets.push(offset);
-    view.setUint8(offset, frame.type);
-    view.setUint8(offset + 1, frame.flags);
-    view.setUint32(offset + 2, frame.streamId);
-    view.setUint32(offset + 6, payload.length);
-    bytes.set(payload, offset + 10);
-    offset += 10 + payload.length;
-  });
-  return { bytes, offsets };
-}
-
-function mutate(bytes: Uint8Array, offsets: number[], change: Mutation): Uint8Array {
-  if ('flip' in change) {
-    const out = bytes.slice();
-    const at = change.flip % out.length;
-    out[at] = out[at]! ^ (1 << change.bit);
-    return out;
-  }
-  if ('keep' in change) return bytes.slice(0, change.keep % bytes.length);
-  if ('append' in change) {
-    const out = new Uint8Array(bytes.length + change.append.length);
-    out.set(bytes);
-    out.set(change.append, bytes.length);
-    return out;
-  }
-  const out = bytes.slice();
-  const at = offsets[change.frame % offsets.length]!;
-  if ('length' in change) new DataView(out.buffer).setUint32(at + 6, change.length);
-  else out[at] = change.type;
-  return out;
-}
-
-type Built = { text: string } | { binary: Uint8Array } | { badText: Uint8Array };
-
-function build(spec: MessageSpec): Built {
-  if ('frames' in spec) {
-    const { bytes, offsets } = encodeFrames(spec.frames);
-    return { binary: spec.mutation ? mutate(bytes, offsets, spec.mutation) : bytes };
-  }
-  if ('raw' in spec) return { binary: Uint8Array.from(spec.raw) };
-  if ('text' in spec) return { text: spec.text };
-  if ('hugeText' in spec) return { text: `"${'x'.repeat(spec.hugeText)}"` };
-  if ('badUtf8' in spec) return { badText: Uint8Array.from(spec.badUtf8) };
-  return { binary: new Uint8Array(MAX_MESSAGE_BYTES + 1) };
-}
-
-function sendBuilt(ws: WebSocket, message: Built): void {
-  if ('text' in message) ws.send(message.text);
-  else if ('binary' in message) ws.send(message.binary, { binary: true });
-  else ws.send(message.badText, { binary: false });
-}
 
 // ---------------------------------------------------------------------------------------------
 // The model: what the relay must do with a sequence, as a list of acceptable endings.

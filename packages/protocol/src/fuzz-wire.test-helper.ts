@@ -1,13 +1,14 @@
-import type { WebSocket } from 'ws';
-import { FrameType, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES, type ErrorCode } from '@tunnel/protocol';
+import type { ErrorCode } from './errors.js';
+import { FrameType, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES } from './frame.js';
 
 /*
- * The wire as docs/architecture.md states it, for fuzz tests: encode anything (valid or not),
+ * Shared by the relay's and the agent's fuzz tests. The wire as docs/architecture.md states it: encode anything (valid or not),
  * mutate it, and decode it with a reference decoder written from the spec rather than imported,
  * so a model built on it does not share the real decoder's mistakes.
  */
 
-const MAX_CREDIT = 0x7fff_ffff;
+/** Most credit a stream may hold (2^31 - 1). */
+export const MAX_CREDIT = 0x7fff_ffff;
 
 export interface WireFrame {
   type: number;
@@ -175,8 +176,14 @@ export function build(spec: MessageSpec): Built {
   return { binary: new Uint8Array(MAX_MESSAGE_BYTES + 1) };
 }
 
-export function sendBuilt(ws: WebSocket, message: Built): void {
-  if ('text' in message) ws.send(message.text);
+/** What sendBuilt needs of a WebSocket (ws's send), so this file depends on no socket library. */
+export interface MessageSender {
+  send(data: string | Uint8Array, options: { binary: boolean }): void;
+}
+
+/** Sends a built message: text, binary, or bytes claimed as text (not UTF-8). */
+export function sendBuilt(ws: MessageSender, message: Built): void {
+  if ('text' in message) ws.send(message.text, { binary: false });
   else if ('binary' in message) ws.send(message.binary, { binary: true });
   else ws.send(message.badText, { binary: false });
 }
