@@ -8,9 +8,7 @@ import {
   ResponseHead,
   SendCredit,
   TunnelError,
-  acceptInbound,
   decodeJsonPayload,
-  decodeWindowIncrement,
   encodeJsonPayload,
   type ErrorCode,
   type Frame,
@@ -18,6 +16,7 @@ import {
   type InboundState,
   type RequestHead,
 } from '@tunnel/protocol';
+import { dispatchAgentFrame, type AgentFrameHandlers } from './agent-frames.js';
 import type { Logger } from './logger.js';
 import { pageFor, sendPage } from './pages.js';
 import { flattenHeaders } from './proxy-headers.js';
@@ -79,32 +78,16 @@ export class RelayStream {
   /** Handles one frame from the agent for this stream; throws TunnelError on a protocol violation. */
   onFrame(frame: Frame): void {
     if (this.#released) return;
-    acceptInbound(this.#inbound, frame.type, this.id);
-    switch (frame.type) {
-      case FrameType.HEAD:
-        return this.#onHead(decodeJsonPayload(ResponseHead, frame.payload, 'response head'));
-      case FrameType.DATA:
-        return this.#sink.write(frame.payload);
-      case FrameType.END:
-        if (frame.payload.length > 0) {
-          const { trailers } = decodeJsonPayload(EndPayload, frame.payload, 'trailers');
-          try {
-            this.#res.addTrailers(trailers);
-          } catch {
-            // Trailers Node refuses are dropped; the body itself is complete and is not lost.
-            this.#log.warn({ streamId: this.id }, 'dropped response trailers Node cannot write');
-          }
-        }
-        this.#res.end();
-        return this.#release();
-      case FrameType.RESET:
-        return this.#onReset(decodeJsonPayload(ResetReason, frame.payload, 'reset reason'));
-      case FrameType.WINDOW:
-        return this.#credit.grant(decodeWindowIncrement(frame.payload));
-      default:
-        throw new TunnelError('FRAME_OUT_OF_ORDER', `Frame type ${frame.type} cannot flow from agent to relay.`);
-    }
+    dispatchAgentFrame(frame, this.#inbound, this.id, this.#on);
   }
+
+  readonly #on: AgentFrameHandlers = {
+    head: (head) => this.#onHead(head),
+    data: (payload) => this.#sink.write(payload),
+    end: (payload) => this.#onEnd(payload),
+    reset: (reason) => this.#onReset(reason),
+    window: (bytes) => this.#credit.grant(bytes),
+  };
 
   /**
    * Ends the stream because of `code`: a page if nothing was sent yet, else the public
@@ -128,6 +111,20 @@ export class RelayStream {
       this.#resetAgent('LOCAL_ERROR');
       this.fail('LOCAL_ERROR', 'The local service sent a response head that cannot be passed on.');
     }
+  }
+
+  #onEnd(payload: Uint8Array): void {
+    if (payload.length > 0) {
+      const { trailers } = decodeJsonPayload(EndPayload, payload, 'trailers');
+      try {
+        this.#res.addTrailers(trailers);
+      } catch {
+        // Trailers Node refuses are dropped; the body itself is complete and is not lost.
+        this.#log.warn({ streamId: this.id }, 'dropped response trailers Node cannot write');
+      }
+    }
+    this.#res.end();
+    this.#release();
   }
 
   #onReset(reason: ResetReason): void {

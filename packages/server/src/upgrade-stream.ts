@@ -4,20 +4,17 @@ import {
   DataSink,
   FLAG_UPGRADE,
   FrameType,
-  ResetReason,
   ResponseHead,
   SendCredit,
   TunnelError,
-  acceptInbound,
   bridgeSocket,
-  decodeJsonPayload,
-  decodeWindowIncrement,
   encodeJsonPayload,
   type ErrorCode,
   type Frame,
   type InboundState,
   type RequestHead,
 } from '@tunnel/protocol';
+import { dispatchAgentFrame, type AgentFrameHandlers } from './agent-frames.js';
 import type { Logger } from './logger.js';
 import { rawResponseHead, writeRawError } from './raw-http.js';
 import type { StreamHost } from './relay-stream.js';
@@ -62,23 +59,17 @@ export class UpgradeStream {
   /** Handles one frame from the agent for this stream; throws TunnelError on a protocol violation. */
   onFrame(frame: Frame): void {
     if (this.#released) return;
-    acceptInbound(this.#inbound, frame.type, this.id);
-    switch (frame.type) {
-      case FrameType.HEAD:
-        return this.#onHead(decodeJsonPayload(ResponseHead, frame.payload, 'response head'));
-      case FrameType.DATA:
-        return this.#sink.write(frame.payload);
-      case FrameType.END:
-        this.#socket.end();
-        return;
-      case FrameType.RESET:
-        return this.fail(decodeJsonPayload(ResetReason, frame.payload, 'reset reason').code);
-      case FrameType.WINDOW:
-        return this.#credit.grant(decodeWindowIncrement(frame.payload));
-      default:
-        throw new TunnelError('FRAME_OUT_OF_ORDER', `Frame type ${frame.type} cannot flow from agent to relay.`);
-    }
+    dispatchAgentFrame(frame, this.#inbound, this.id, this.#on);
   }
+
+  readonly #on: AgentFrameHandlers = {
+    head: (head) => this.#onHead(head),
+    data: (payload) => this.#sink.write(payload),
+    // Half-close: the agent's side is done; the public client may still send.
+    end: () => this.#socket.end(),
+    reset: (reason) => this.fail(reason.code),
+    window: (bytes) => this.#credit.grant(bytes),
+  };
 
   /** Ends the stream: an error answer if nothing was written yet, else the socket is cut. */
   fail(code: ErrorCode, detail?: string): void {
