@@ -1,10 +1,12 @@
-// Sends sequential GETs over one keep-alive connection and prints each one's status, body and
-// time as JSON. It runs in its own small process so that the figures measure the tunnel, not
-// garbage collection or other work in the test runner's worker.
+// Sends sequential GETs, `gapMs` apart, over one keep-alive connection (or a new connection
+// each when `fresh` is 1), and prints each one's status, body and time as JSON. It runs in its
+// own small process so that the figures measure the tunnel, not garbage collection or other
+// work in the test runner's worker.
 import { Agent, request } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 
-const [port, host, count, accept] = process.argv.slice(2);
-const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+const [port, host, count, accept, gapMs, fresh] = process.argv.slice(2);
+const agent = new Agent({ keepAlive: fresh !== '1', maxSockets: 1 });
 
 function once() {
   return new Promise((resolve, reject) => {
@@ -21,6 +23,9 @@ function once() {
 }
 
 const results = [];
-for (let i = 0; i < Number(count); i += 1) results.push(await once());
+for (let i = 0; i < Number(count); i += 1) {
+  if (i > 0 && Number(gapMs) > 0) await sleep(Number(gapMs));
+  results.push(await once());
+}
 agent.destroy();
 process.stdout.write(`${JSON.stringify(results)}\n`);
