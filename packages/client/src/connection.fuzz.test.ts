@@ -109,8 +109,19 @@ const target = fc.oneof(
   { weight: 1, arbitrary: fc.string({ maxLength: 10 }) },
 );
 const requestHead = fc
-  .record({ method, target, headers, hasBody: fc.boolean(), upgrade: fc.oneof({ weight: 5, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constantFrom('websocket', 'h2c', ' ') }) })
-  .map(({ upgrade, ...head }) => (upgrade === undefined ? head : { ...head, upgrade }));
+  .record({
+    method,
+    target,
+    headers,
+    hasBody: fc.boolean(),
+    upgrade: fc.oneof({ weight: 5, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constantFrom('websocket', 'h2c', ' ') }),
+    expectContinue: fc.oneof({ weight: 5, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.boolean() }),
+  })
+  .map(({ upgrade, expectContinue, ...head }) => ({
+    ...head,
+    ...(upgrade === undefined ? {} : { upgrade }),
+    ...(expectContinue === undefined ? {} : { expectContinue }),
+  }));
 /** A request the local server holds until the case ends, and that undici takes as it is. */
 const heldRequest = fc
   .record({ method: fc.constantFrom('POST', 'PUT'), target: fc.nat(99).map((n) => `/hold/${n}`), headers: safeHeaders, hasBody: fc.boolean() });
@@ -263,7 +274,7 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
  */
 function isHeld(head: RequestHead): boolean {
   return head.target.startsWith('/hold/') && HELD_METHODS.has(head.method) && (!head.hasBody || BODY_METHODS.has(head.method))
-    && head.upgrade === undefined && head.headers.every(([name, value]) => SAFE_HEADERS.includes(name) && SAFE_VALUE.test(value));
+    && head.upgrade === undefined && head.expectContinue === undefined && head.headers.every(([name, value]) => SAFE_HEADERS.includes(name) && SAFE_VALUE.test(value));
 }
 
 /** What the model says of a sequence: the acceptable endings, and a known bug it would meet. */

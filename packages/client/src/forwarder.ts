@@ -3,6 +3,7 @@ import type { Dispatcher } from 'undici';
 import {
   BodyWriter,
   DataSink,
+  FLAG_INFORMATIONAL,
   bridgeSocket,
   FrameType,
   ReceiveWindow,
@@ -41,7 +42,7 @@ function rawHeaderStrings(raw: Dispatcher.DispatchController['rawHeaders']): str
 /** Shared, so the normal end of a stream builds no error object (and captures no stack). */
 const STREAM_OVER = new TunnelError('STREAM_CANCELLED', 'The stream is over.');
 
-/** Request headers undici manages itself or rejects; 100-continue is not carried yet. */
+/** Request headers never replayed as they came: Expect travels as the head's expectContinue flag. */
 const NOT_REPLAYED = new Set(['expect']);
 
 /**
@@ -80,7 +81,14 @@ export class AgentStream {
     for (const [name, value] of head.headers) if (!NOT_REPLAYED.has(name.toLowerCase())) headers.push(name, value);
     try {
       this.#upstream.dispatch(
-        { method: head.method, path: head.target, headers, body: this.#requestBody, ...(head.upgrade ? { upgrade: head.upgrade } : {}) },
+        {
+          method: head.method,
+          path: head.target,
+          headers,
+          body: this.#requestBody,
+          ...(head.upgrade ? { upgrade: head.upgrade } : {}),
+          ...(head.expectContinue && head.hasBody ? { expectContinue: true } : {}),
+        },
         this.#handler,
       );
     } catch (error) {
@@ -134,11 +142,15 @@ export class AgentStream {
       if (this.#released) controller.abort(new TunnelError('STREAM_CANCELLED'));
     },
     onResponseStart: (controller, statusCode, headers, statusMessage) => {
-      // 1xx informational answers are not passed on yet; the final head follows.
-      if (this.#released || statusCode < 200) return;
+      if (this.#released) return;
       const raw = rawHeaderStrings(controller.rawHeaders)
         ?? Object.entries(headers).flatMap(([name, value]) => (Array.isArray(value) ? value.flatMap((v) => [name, v]) : [name, String(value)]));
       const head = { status: statusCode, statusMessage: statusMessage || undefined, headers: endToEndHeaders(raw) };
+      if (statusCode < 200) {
+        // 100 Continue, 102, 103 Early Hints: passed on at once; the final head follows.
+        this.#host.frames.write(FrameType.HEAD, this.id, encodeJsonPayload(head), FLAG_INFORMATIONAL);
+        return;
+      }
       this.#host.frames.write(FrameType.HEAD, this.id, encodeJsonPayload(head));
       const body = new BodyWriter(this.id, this.#credit, this.#host.frames);
       body.on('drain', () => controller.resume());

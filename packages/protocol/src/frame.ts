@@ -3,7 +3,7 @@ import { TunnelError } from './errors.js';
 /**
  * Frame types. Each binary WebSocket message carries one or more frames.
  * OPEN: relay → agent, a request head (JSON) starts stream `id`.
- * HEAD: agent → relay, the response head (JSON).
+ * HEAD: agent → relay, the response head (JSON); interim 1xx heads carry FLAG_INFORMATIONAL.
  * DATA: body bytes, either direction, within the receiver's credit.
  * END: the sender's body is complete (half-close).
  * RESET: abort the stream at once, payload is JSON `{ code, message? }`.
@@ -21,6 +21,11 @@ export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
 /** OPEN flag: the request asks for a protocol upgrade (WebSocket); after a 101 the stream carries raw bytes. */
 export const FLAG_UPGRADE = 0x01;
+/**
+ * HEAD flag: an interim 1xx answer (100 Continue, 102, 103 Early Hints) that the relay passes on
+ * at once; the final head still follows.
+ */
+export const FLAG_INFORMATIONAL = 0x02;
 
 /** type u8, flags u8, stream id u32, payload length u32 (big-endian). */
 export const FRAME_HEADER_BYTES = 10;

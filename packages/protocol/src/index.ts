@@ -2,6 +2,7 @@ export { ERRORS, ERROR_CODES, TunnelError, isTunnelError, isErrorCode, type Erro
 export {
   FrameType,
   FLAG_UPGRADE,
+  FLAG_INFORMATIONAL,
   FRAME_HEADER_BYTES,
   MAX_FRAME_PAYLOAD,
   MAX_MESSAGE_BYTES,

@@ -31,6 +31,11 @@ export const RequestHead = z.object({
    * local service answers 101, the stream then carries raw bytes both ways.
    */
   upgrade: z.string().min(1).max(256).regex(FIELD_VALUE).optional(),
+  /**
+   * The public client sent `Expect: 100-continue` and holds its body back until the local
+   * service answers 100 Continue, which comes back as an informational HEAD.
+   */
+  expectContinue: z.boolean().optional(),
 });
 export type RequestHead = z.infer<typeof RequestHead>;
 

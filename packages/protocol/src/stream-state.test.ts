@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { TunnelError } from './errors.js';
-import { FrameType } from './frame.js';
+import { FLAG_INFORMATIONAL, FrameType } from './frame.js';
 import { acceptInbound, frameTypeName, type InboundState } from './stream-state.js';
 
-function outOfOrder(state: InboundState, type: FrameType): TunnelError {
+function outOfOrder(state: InboundState, type: FrameType, flags = 0): TunnelError {
   try {
-    acceptInbound(state, type, 3);
+    acceptInbound(state, type, 3, flags);
   } catch (error) {
     expect(error).toBeInstanceOf(TunnelError);
     expect((error as TunnelError).code).toBe('FRAME_OUT_OF_ORDER');
@@ -49,6 +49,17 @@ describe('acceptInbound', () => {
 
   it('refuses HEAD twice', () => {
     expect(outOfOrder(afterHead(), FrameType.HEAD).message).toContain('after the head');
+  });
+
+  it('accepts any number of informational heads before the final one, and none after it', () => {
+    const state = fresh();
+    acceptInbound(state, FrameType.HEAD, 3, FLAG_INFORMATIONAL);
+    acceptInbound(state, FrameType.HEAD, 3, FLAG_INFORMATIONAL);
+    expect(state).toEqual(fresh());
+    outOfOrder(state, FrameType.DATA);
+    acceptInbound(state, FrameType.HEAD, 3);
+    expect(state).toEqual(afterHead());
+    expect(outOfOrder(state, FrameType.HEAD, FLAG_INFORMATIONAL).message).toContain('after the head');
   });
 
   it.each([

@@ -1,5 +1,5 @@
 import { TunnelError } from './errors.js';
-import { FrameType } from './frame.js';
+import { FLAG_INFORMATIONAL, FrameType } from './frame.js';
 
 /** What has arrived on one stream from the peer, for checking the order of what comes next. */
 export interface InboundState {
@@ -25,10 +25,11 @@ export function frameTypeName(type: FrameType): string {
 
 /**
  * Checks that a frame may arrive now on an existing stream, and records it. OPEN never arrives
- * on an existing stream (it creates one); HEAD arrives once, before any DATA or END; nothing but
- * RESET and WINDOW may follow END. Throws FRAME_OUT_OF_ORDER otherwise.
+ * on an existing stream (it creates one); HEAD arrives once, before any DATA or END, after any
+ * number of informational heads; nothing but RESET and WINDOW may follow END. Throws
+ * FRAME_OUT_OF_ORDER otherwise.
  */
-export function acceptInbound(state: InboundState, type: FrameType, streamId: number): void {
+export function acceptInbound(state: InboundState, type: FrameType, streamId: number, flags = 0): void {
   const fail = (why: string): never => {
     throw new TunnelError('FRAME_OUT_OF_ORDER', `${NAMES[type]} on stream ${streamId} ${why}.`);
   };
@@ -37,7 +38,7 @@ export function acceptInbound(state: InboundState, type: FrameType, streamId: nu
       return fail('reuses an open stream id');
     case FrameType.HEAD:
       if (state.headReceived) fail('arrived after the head');
-      state.headReceived = true;
+      if ((flags & FLAG_INFORMATIONAL) === 0) state.headReceived = true;
       return;
     case FrameType.DATA:
     case FrameType.END:

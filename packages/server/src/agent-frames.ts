@@ -1,4 +1,5 @@
 import {
+  FLAG_INFORMATIONAL,
   FrameType,
   ResetReason,
   ResponseHead,
@@ -12,6 +13,8 @@ import {
 
 /** What a relay stream does with each kind of frame its agent may send. */
 export interface AgentFrameHandlers {
+  /** An interim 1xx answer (100 Continue, 103 Early Hints); the final head comes later. */
+  informational(head: ResponseHead): void;
   head(head: ResponseHead): void;
   data(payload: Uint8Array): void;
   /** The agent's body is complete; `payload` may carry trailers. */
@@ -25,10 +28,17 @@ export interface AgentFrameHandlers {
  * it to the matching handler. Throws TunnelError on a protocol violation.
  */
 export function dispatchAgentFrame(frame: Frame, inbound: InboundState, streamId: number, on: AgentFrameHandlers): void {
-  acceptInbound(inbound, frame.type, streamId);
+  acceptInbound(inbound, frame.type, streamId, frame.flags);
   switch (frame.type) {
-    case FrameType.HEAD:
-      return on.head(decodeJsonPayload(ResponseHead, frame.payload, 'response head'));
+    case FrameType.HEAD: {
+      const head = decodeJsonPayload(ResponseHead, frame.payload, 'response head');
+      const interim = (frame.flags & FLAG_INFORMATIONAL) !== 0;
+      // 101 is the final head of an upgrade; any other 1xx is interim, and nothing else may be.
+      if (interim !== (head.status < 200 && head.status !== 101)) {
+        throw new TunnelError('MESSAGE_INVALID', `Status ${head.status} on stream ${streamId} ${interim ? 'cannot be an informational head' : 'must be flagged informational'}.`);
+      }
+      return interim ? on.informational(head) : on.head(head);
+    }
     case FrameType.DATA:
       return on.data(frame.payload);
     case FrameType.END:

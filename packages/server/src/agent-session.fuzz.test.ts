@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   EndPayload,
   ERROR_CODES,
+  FLAG_INFORMATIONAL,
   FLAG_UPGRADE,
   FrameType,
   INITIAL_WINDOW,
@@ -149,11 +150,13 @@ const streamId = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom(0, 0x7fff_ffff, 0xffff_ffff) },
 );
 const flags = fc.oneof({ weight: 8, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) });
+/** HEAD frames also come flagged informational, so interim answers are fuzzed too. */
+const headFlags = fc.oneof({ weight: 3, arbitrary: flags }, { weight: 1, arbitrary: fc.constant(FLAG_INFORMATIONAL) });
 
 const frameSpec: fc.Arbitrary<FrameSpec> = fc.oneof(
   ...[FrameType.HEAD, FrameType.DATA, FrameType.END, FrameType.RESET, FrameType.WINDOW, FrameType.OPEN].map((type) => ({
     weight: type === FrameType.OPEN ? 1 : 4,
-    arbitrary: fc.record({ type: fc.constant<number>(type), flags, streamId, payload: payloadFor[type]! }),
+    arbitrary: fc.record({ type: fc.constant<number>(type), flags: type === FrameType.HEAD ? headFlags : flags, streamId, payload: payloadFor[type]! }),
   })),
   { weight: 1, arbitrary: fc.record({ type: fc.constantFrom(0, 7, 8, 255), flags, streamId, payload: garbage }) },
 );
@@ -283,9 +286,13 @@ function applyFrame(frame: WireFrame, lastStreamId: number, streams: Map<number,
       return violation('FRAME_OUT_OF_ORDER');
     case FrameType.HEAD: {
       if (stream.headReceived) return violation('FRAME_OUT_OF_ORDER');
-      stream.headReceived = true;
       const head = parsePayload(ResponseHead, frame.payload);
       if (!head) return violation('FRAME_INVALID');
+      // Interim heads (1xx but 101) carry the informational flag, and only they do.
+      const interim = (frame.flags & FLAG_INFORMATIONAL) !== 0;
+      if (interim !== (head.status < 200 && head.status !== 101)) return violation('MESSAGE_INVALID');
+      if (interim) return null;
+      stream.headReceived = true;
       if (stream.upgrade) return null;
       const taken = nodeTakes(head);
       if (taken === 'no') stream.state = 'released';

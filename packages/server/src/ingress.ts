@@ -21,9 +21,14 @@ export interface IngressOptions {
   isShuttingDown(): boolean;
 }
 
-/** Handles one public HTTP request: route by Host, then hand it to the tunnel's session. */
-export function createRequestHandler(options: IngressOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  return (req, res) => {
+/**
+ * Handles one public HTTP request: route by Host, then hand it to the tunnel's session.
+ * `expectsContinue` marks a request whose client waits for 100 Continue (Node's checkContinue):
+ * the relay's own refusals then go out without it, so the client never sends that body, and
+ * for a tunnel the local service decides.
+ */
+export function createRequestHandler(options: IngressOptions): (req: IncomingMessage, res: ServerResponse, expectsContinue?: boolean) => void {
+  return (req, res, expectsContinue = false) => {
     const checked = checkPublicRequest(req);
     if (!checked.ok) {
       // Refused requests also end the connection: what follows on it cannot be trusted.
@@ -44,7 +49,16 @@ export function createRequestHandler(options: IngressOptions): (req: IncomingMes
     if (verdict === 'unauthorized') {
       return sendPage(req, res, pageFor('AUTH_REQUIRED'), { 'www-authenticate': 'Basic realm="tunnel", charset="UTF-8"' });
     }
-    const head = { method: req.method ?? 'GET', target, headers: forwardedRequestHeaders(req, options.proto, session.access?.usesCredentials), hasBody: requestHasBody(req) };
+    const hasBody = requestHasBody(req);
+    const head = {
+      method: req.method ?? 'GET',
+      target,
+      headers: forwardedRequestHeaders(req, options.proto, session.access?.usesCredentials),
+      hasBody,
+      ...(expectsContinue && hasBody ? { expectContinue: true } : {}),
+    };
+    // Nothing to wait for: let the client go on, and keep its connection reusable.
+    if (expectsContinue && !hasBody) res.writeContinue();
     if (head.hasBody) {
       // Only while the body arrives: once it is complete, silence (a long poll, SSE) is fine.
       req.setTimeout(options.bodyIdleTimeoutMs, () => req.destroy());

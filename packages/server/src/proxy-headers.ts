@@ -1,8 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import { endToEndHeaders, type HeaderList } from '@tunnel/protocol';
 
-/** Headers the relay sets itself; a public client's values are dropped, never trusted. */
-const RELAY_OWNED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip']);
+/**
+ * Headers the relay sets itself; a public client's values are dropped, never trusted. Expect
+ * travels as the request head's `expectContinue` flag, and the agent states it again.
+ */
+const RELAY_OWNED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip', 'expect']);
 /** With the tunnel's own password in force, its Authorization header was for the relay, not the app. */
 const RELAY_OWNED_WITH_AUTH = new Set([...RELAY_OWNED, 'authorization']);
 

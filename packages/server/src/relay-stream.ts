@@ -17,6 +17,7 @@ import {
   type RequestHead,
 } from '@tunnel/protocol';
 import { dispatchAgentFrame, type AgentFrameHandlers } from './agent-frames.js';
+import { earlyHints } from './early-hints.js';
 import type { Logger } from './logger.js';
 import { pageFor, sendPage } from './pages.js';
 import { flattenHeaders } from './proxy-headers.js';
@@ -46,6 +47,8 @@ export class RelayStream {
   readonly #sink: DataSink;
   readonly #inbound: InboundState = { headReceived: false, remoteEnded: false };
   #body: BodyWriter | null = null;
+  /** The public client waits for a 100 Continue before it sends its body. */
+  #awaitingContinue = false;
   #released = false;
 
   constructor(id: number, req: IncomingMessage, res: ServerResponse, host: StreamHost, log: Logger) {
@@ -61,6 +64,7 @@ export class RelayStream {
 
   /** Sends OPEN and starts streaming the request body, if any. */
   start(head: RequestHead): void {
+    this.#awaitingContinue = head.expectContinue === true;
     this.#host.frames.write(FrameType.OPEN, this.id, encodeJsonPayload(head));
     if (!head.hasBody) {
       this.#host.frames.write(FrameType.END, this.id);
@@ -82,6 +86,7 @@ export class RelayStream {
   }
 
   readonly #on: AgentFrameHandlers = {
+    informational: (head) => this.#onInformational(head),
     head: (head) => this.#onHead(head),
     data: (payload) => this.#sink.write(payload),
     end: (payload) => this.#onEnd(payload),
@@ -97,6 +102,27 @@ export class RelayStream {
     if (this.#released) return;
     sendPage(this.#req, this.#res, pageFor(code, detail));
     this.#release();
+  }
+
+  /**
+   * Passes on the interim answers Node can write: 100 only to a client that asked for it (and
+   * once), 102, and 103 Early Hints. Others are dropped: clients must ignore 1xx they don't know.
+   */
+  #onInformational(head: ResponseHead): void {
+    try {
+      if (head.status === 100 && this.#awaitingContinue) {
+        this.#awaitingContinue = false;
+        this.#res.writeContinue();
+      } else if (head.status === 102) {
+        this.#res.writeProcessing();
+      } else if (head.status === 103) {
+        this.#res.writeEarlyHints(earlyHints(head.headers));
+      } else {
+        this.#log.debug({ streamId: this.id, status: head.status }, 'dropped an informational answer');
+      }
+    } catch (cause) {
+      this.#log.warn({ streamId: this.id, status: head.status, err: cause }, 'local service sent an informational answer Node cannot write');
+    }
   }
 
   #onHead(head: ResponseHead): void {

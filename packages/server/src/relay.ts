@@ -74,10 +74,12 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs),
   };
   // The handler needs `proto`, which depends on the server made; it is bound once both exist.
-  let handle: (req: IncomingMessage, res: ServerResponse) => void = () => undefined;
+  let handle: (req: IncomingMessage, res: ServerResponse, expectsContinue?: boolean) => void = () => undefined;
   const { server, proto } = createPublicServer({ certFile: config.tlsCert, keyFile: config.tlsKey }, serverOptions, (req, res) => handle(req, res));
   const ingress = { domain: config.domain, registry, endpoint, proto, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs, isShuttingDown: () => shuttingDown } as const;
   handle = createRequestHandler(ingress);
+  // With a listener here, Node leaves the 100 Continue to us: it comes from the local service.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => handle(req, res, true));
   server.on('upgrade', createUpgradeHandler(ingress));
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => answerClientError(error, socket, log));
   const connections = new Set<Socket>();

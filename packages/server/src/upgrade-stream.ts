@@ -63,6 +63,8 @@ export class UpgradeStream {
   }
 
   readonly #on: AgentFrameHandlers = {
+    // Interim answers (103 Early Hints before a 101) go out as they came; the public socket is raw.
+    informational: (head) => this.#socket.write(rawResponseHead(head.status, head.statusMessage, head.headers)),
     head: (head) => this.#onHead(head),
     data: (payload) => this.#sink.write(payload),
     // Half-close: the agent's side is done; the public client may still send.

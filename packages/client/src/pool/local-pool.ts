@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici';
 import { TunnelError } from '@tunnel/protocol';
 import type { Logger } from 'pino';
 import { Breaker, type BreakerOptions } from './breaker.js';
+import { sendExpectingContinue } from './continue-exchange.js';
 import { systemClock, type Clock } from './clock.js';
 import type { PooledConnection } from './pooled-connection.js';
 import { isKeepAliveRace, isTimeout, mayRetry } from './retry-policy.js';
@@ -21,7 +22,7 @@ interface Attempt {
   options: Dispatcher.DispatchOptions;
   handler: Handler;
   isRetry: boolean;
-  /** Needs a socket of its own (a retry, or a protocol upgrade that will take the socket over). */
+  /** Needs a socket of its own (a retry, or an upgrade or 100-continue exchange that takes it over). */
   fresh: boolean;
   /** This request is the breaker's half-open trial: it must end in a verdict. */
   isTrial: boolean;
@@ -76,7 +77,8 @@ export class LocalPool {
   /** Sends one request to the local service through the pool. */
   dispatch(options: Dispatcher.DispatchOptions, handler: Handler): void {
     this.#figures.requests += 1;
-    this.#send({ options, handler, isRetry: false, fresh: Boolean(options.upgrade), isTrial: false, isHealthy: anyStatus });
+    const takesSocket = Boolean(options.upgrade) || options.expectContinue === true;
+    this.#send({ options, handler, isRetry: false, fresh: takesSocket, isTrial: false, isHealthy: anyStatus });
   }
 
   /**
@@ -153,14 +155,16 @@ export class LocalPool {
     connection.busy = true;
     // A warm socket sat idle before its first request, so it can meet the race as a reused one can.
     const reused = connection.requests > 1 || connection.warm;
+    // undici cannot send Expect: 100-continue on HTTP/1.1; node:http takes this socket instead.
+    const handedOff = options.expectContinue === true;
     let responded = false;
-    let released = false;
+    let released = handedOff;
     const release = (broken: boolean): void => {
       if (released) return;
       released = true;
       this.#sockets.release(connection, broken);
     };
-    connection.client.dispatch(this.#withServername(options), {
+    const wrapped: Handler = {
       onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
       onResponseStart: (controller, status, headers, message) => {
         responded = true;
@@ -174,7 +178,7 @@ export class LocalPool {
         responded = true;
         released = true;
         this.#breaker.recordSuccess();
-        this.#sockets.forget(connection);
+        this.#sockets.forget(connection, 'upgraded');
         handler.onRequestUpgrade?.(controller, status, headers, socket);
       },
       onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
@@ -197,7 +201,13 @@ export class LocalPool {
         if (!responded) this.#settleTrial(attempt, error);
         handler.onResponseError?.(controller, error);
       },
-    });
+    };
+    if (handedOff) {
+      this.#sockets.forget(connection, 'expect-continue');
+      sendExpectingContinue({ socket: connection.socket, request: options, handler: wrapped, headersTimeoutMs: this.#options.headersTimeoutMs });
+    } else {
+      connection.client.dispatch(this.#withServername(options), wrapped);
+    }
   }
 
   /**

@@ -9,7 +9,7 @@ export interface ConnectionLimits {
 }
 
 /** Why a socket left the pool, as counted in the figures. */
-export type RetireReason = 'idle' | 'lifetime' | 'requests' | 'server-close' | 'peer-closed' | 'error' | 'pool-closed' | 'upgraded';
+export type RetireReason = 'idle' | 'lifetime' | 'requests' | 'server-close' | 'peer-closed' | 'error' | 'pool-closed' | 'upgraded' | 'expect-continue';
 
 let nextId = 1;
 
@@ -109,8 +109,8 @@ export class PooledConnection {
   }
 
   /**
-   * Gives the socket up after a protocol switch (101): its new owner reads and closes it, so
-   * the pool stops watching it and never closes it.
+   * Gives the socket up to a new owner (a protocol switch, or a 100-continue exchange) that
+   * reads and closes it, so the pool stops watching it and never closes it.
    */
   detach(): void {
     this.#closed = true;

@@ -120,11 +120,11 @@ export class SocketPool {
     this.#lend(connection);
   }
 
-  /** Lets go of a socket a protocol switch took over: no longer counted, never closed by the pool. */
-  forget(connection: PooledConnection): void {
+  /** Lets go of a socket another owner took over: no longer counted, never closed by the pool. */
+  forget(connection: PooledConnection, reason: 'upgraded' | 'expect-continue'): void {
     this.#active.delete(connection);
     connection.detach();
-    this.#count(connection, 'upgraded');
+    this.#count(connection, reason);
     this.#serveWaiters();
   }
 

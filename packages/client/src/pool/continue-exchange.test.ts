@@ -1,0 +1,149 @@
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { sendExpectingContinue } from './continue-exchange.js';
+
+/** The socket's close, whatever errors come first (a server socket cut mid-request reports one). */
+function closeOf(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    if (socket.destroyed) resolve();
+    else socket.once('close', () => resolve());
+  });
+}
+
+interface Seen {
+  starts: Array<{ status: number; message: string | undefined; raw: string[] }>;
+  body: string;
+  trailers: string[] | null;
+  error: NodeJS.ErrnoException | null;
+  controller: Dispatcher.DispatchController | null;
+}
+
+/** A local server whose checkContinue listener is `onContinue`, and a socket connected to it. */
+async function serverAndSocket(onContinue: (req: IncomingMessage, res: ServerResponse) => void, onRequest?: RequestListener): Promise<{ socket: Socket; serverSockets: Socket[] }> {
+  const server = createServer(onRequest ?? ((req, res) => req.pipe(res)));
+  server.on('checkContinue', onContinue);
+  const serverSockets: Socket[] = [];
+  server.on('connection', (socket) => serverSockets.push(socket));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  onTestFinished(() => new Promise<void>((resolve) => {
+    for (const socket of serverSockets) socket.destroy();
+    server.close(() => resolve());
+  }));
+  const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  await once(socket, 'connect');
+  return { socket, serverSockets };
+}
+
+/** Runs one exchange and resolves when the handler hears its end or its error. */
+function exchange(socket: Socket, body: Readable | null, headersTimeoutMs = 5000, onStart?: (seen: Seen) => void): { seen: Seen; done: Promise<Seen> } {
+  const seen: Seen = { starts: [], body: '', trailers: null, error: null, controller: null };
+  const done = new Promise<Seen>((resolve) => {
+    sendExpectingContinue({
+      socket,
+      headersTimeoutMs,
+      request: { method: 'PUT', path: '/up', headers: ['Host', 'app.test', 'Content-Length', '5'], body },
+      handler: {
+        onRequestStart: (controller) => {
+          seen.controller = controller;
+        },
+        onResponseStart: (controller, status, _headers, message) => {
+          seen.starts.push({ status, message, raw: (controller.rawHeaders as string[] | null) ?? [] });
+          onStart?.(seen);
+        },
+        onResponseData: (_controller, chunk) => {
+          seen.body += chunk.toString();
+        },
+        onResponseEnd: (controller) => {
+          seen.trailers = (controller.rawTrailers as string[] | null) ?? null;
+          resolve(seen);
+        },
+        onResponseError: (_controller, error) => {
+          seen.error = error;
+          resolve(seen);
+        },
+      },
+    });
+  });
+  return { seen, done };
+}
+
+describe('sendExpectingContinue', () => {
+  it('sends Expect once with the given headers, hands on the 100, then the final answer with its trailers', async () => {
+    let received: { expect: string | undefined; hosts: number; body: string } | null = null;
+    const { socket } = await serverAndSocket((req, res) => {
+      res.writeContinue();
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      req.on('end', () => {
+        received = { expect: req.headers.expect, hosts: req.rawHeaders.filter((_v, i) => i % 2 === 0 && req.rawHeaders[i]!.toLowerCase() === 'host').length, body };
+        res.writeHead(201, { trailer: 'x-sum' });
+        res.write('stored');
+        res.addTrailers({ 'x-sum': '5' });
+        res.end();
+      });
+    });
+    const seen = await exchange(socket, Readable.from([Buffer.from('hello')])).done;
+    expect(seen.error).toBeNull();
+    expect(seen.starts.map((start) => start.status)).toEqual([100, 201]);
+    expect(seen.body).toBe('stored');
+    expect(seen.trailers).toEqual(['x-sum', '5']);
+    expect(received).toEqual({ expect: '100-continue', hosts: 1, body: 'hello' });
+    // The exchange owns its socket and closes it at the end.
+    expect(socket.destroyed).toBe(true);
+  });
+
+  it('ends with ETIMEDOUT when the service neither continues nor answers in time, and closes the socket', async () => {
+    const { socket, serverSockets } = await serverAndSocket(() => undefined);
+    const started = performance.now();
+    const seen = await exchange(socket, new Readable({ read: () => undefined }), 200).done;
+    expect(seen.error?.code).toBe('ETIMEDOUT');
+    expect(performance.now() - started).toBeGreaterThanOrEqual(190);
+    expect(socket.destroyed).toBe(true);
+    await closeOf(serverSockets[0]!);
+  });
+
+  it('reports a service that cuts the response short as an error, not an end', async () => {
+    const { socket } = await serverAndSocket((_req, res) => {
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('partial');
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    const seen = await exchange(socket, new Readable({ read: () => undefined })).done;
+    expect(seen.starts.map((start) => start.status)).toEqual([200]);
+    expect(seen.body).toBe('partial');
+    expect(seen.error).not.toBeNull();
+  });
+
+  it('stops at once when aborted: the handler hears nothing more and the service sees the socket close', async () => {
+    const { socket, serverSockets } = await serverAndSocket((_req, res) => {
+      res.writeHead(200);
+      res.write('first');
+    });
+    const { seen } = exchange(socket, new Readable({ read: () => undefined }), 5000, (current) => current.controller?.abort(new Error('public client went away')));
+    await closeOf(serverSockets[0]!);
+    expect(seen.controller?.aborted).toBe(true);
+    expect(seen.body).toBe('');
+    expect(seen.error).toBeNull();
+  });
+
+  it('holds the response body while paused, and goes on after resume', async () => {
+    const { socket } = await serverAndSocket((_req, res) => {
+      res.writeHead(200);
+      res.write('one;');
+      setTimeout(() => res.end('two'), 50);
+    });
+    const { seen, done } = exchange(socket, new Readable({ read: () => undefined }), 5000, (current) => current.controller?.pause());
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(seen.body).toBe('');
+    expect(seen.controller?.paused).toBe(true);
+    seen.controller?.resume();
+    expect((await done).body).toBe('one;two');
+  });
+});

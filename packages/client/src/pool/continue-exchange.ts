@@ -1,0 +1,180 @@
+import { request, type ClientRequest, type IncomingMessage } from 'node:http';
+import type { Duplex, Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+
+type Handler = Dispatcher.DispatchHandler;
+
+/** What one exchange needs: its own socket, the request as undici would take it, and a timeout. */
+export interface ContinueExchangeOptions {
+  socket: Duplex;
+  request: Dispatcher.DispatchOptions;
+  handler: Handler;
+  /** How long the local service may take to answer the head, and again after the body is sent. */
+  headersTimeoutMs: number;
+}
+
+/** The error a silent local service ends with; `ETIMEDOUT` is what the pool counts as a timeout. */
+function answerTimeout(ms: number): NodeJS.ErrnoException {
+  const error: NodeJS.ErrnoException = new Error(`the local service did not answer within ${ms} ms`);
+  error.code = 'ETIMEDOUT';
+  return error;
+}
+
+/**
+ * One request carrying `Expect: 100-continue`, sent with node:http over a socket of its own,
+ * because undici refuses that header on HTTP/1.1. The local service's 100 (and any other 1xx)
+ * reaches the handler as an interim response start, so the public client sends its body only
+ * when the service asks for it, and a service that refuses early never receives it. The
+ * exchange speaks through the same handler interface as undici, and closes its socket at the end.
+ */
+export function sendExpectingContinue(options: ContinueExchangeOptions): void {
+  const exchange = new ContinueExchange(options);
+  try {
+    exchange.start();
+  } catch (error) {
+    // node:http validates the method, path and headers as it builds the request, by throwing.
+    exchange.fail(error instanceof Error ? error : new Error(String(error)));
+  }
+}
+
+class ContinueExchange implements Dispatcher.DispatchController {
+  readonly #options: ContinueExchangeOptions;
+  readonly #handler: Handler;
+  #req: ClientRequest | null = null;
+  #res: IncomingMessage | null = null;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #finalHead = false;
+  #aborted = false;
+  #done = false;
+  #paused = false;
+  #reason: Error | null = null;
+  rawHeaders: string[] | null = null;
+  rawTrailers: string[] | null = null;
+
+  constructor(options: ContinueExchangeOptions) {
+    this.#options = options;
+    this.#handler = options.handler;
+  }
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  get reason(): Error | null {
+    return this.#reason;
+  }
+
+  /** Stops the exchange: the socket is closed and the handler hears nothing more. */
+  abort(reason: Error): void {
+    if (this.#done) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#finish();
+  }
+
+  /** Stops reading the response body until resume. */
+  pause(): void {
+    this.#paused = true;
+    this.#res?.pause();
+  }
+
+  /** Reads the response body again. */
+  resume(): void {
+    this.#paused = false;
+    this.#res?.resume();
+  }
+
+  start(): void {
+    const { request: options, socket } = this.#options;
+    const headers = [...flatHeaders(options.headers), 'Expect', '100-continue'];
+    // The raw array keeps order and repeats; setHost off, as the public Host is already in it.
+    const req = request({ method: options.method, path: options.path, headers, setHost: false, createConnection: () => socket });
+    this.#req = req;
+    // Listen first: the handler may abort at once, and the destroyed request then emits an error.
+    req.on('information', (info) => this.#onInformation(info.statusCode, info.statusMessage, info.rawHeaders));
+    req.on('response', (res) => this.#onResponse(res));
+    req.on('error', (error) => this.fail(error));
+    req.on('finish', () => {
+      if (!this.#finalHead) this.#armTimer();
+    });
+    this.#handler.onRequestStart?.(this, {});
+    if (this.#done) return;
+    this.#armTimer();
+    req.flushHeaders();
+    const body = options.body as Readable | null | undefined;
+    if (body) body.pipe(req);
+    else req.end();
+  }
+
+  #onInformation(status: number, message: string, raw: string[]): void {
+    if (this.#done) return;
+    this.#clearTimer();
+    this.rawHeaders = raw;
+    this.#handler.onResponseStart?.(this, status, {}, message);
+  }
+
+  #onResponse(res: IncomingMessage): void {
+    if (this.#done) return;
+    this.#clearTimer();
+    this.#finalHead = true;
+    this.#res = res;
+    this.rawHeaders = res.rawHeaders;
+    res.on('data', (chunk: Buffer) => {
+      if (!this.#done) this.#handler.onResponseData?.(this, chunk);
+    });
+    res.on('end', () => {
+      if (this.#done) return;
+      this.rawTrailers = res.rawTrailers;
+      this.#finish();
+      this.#handler.onResponseEnd?.(this, res.trailers);
+    });
+    res.on('aborted', () => this.fail(Object.assign(new Error('the local service closed the connection mid-response'), { code: 'ECONNRESET' })));
+    res.on('error', (error) => this.fail(error));
+    this.#handler.onResponseStart?.(this, res.statusCode ?? 0, res.headers, res.statusMessage);
+    if (this.#paused) res.pause();
+  }
+
+  /** Ends the exchange with `error`, reported once to the handler. */
+  fail(error: Error): void {
+    if (this.#done) return;
+    this.#finish();
+    this.#handler.onResponseError?.(this, error);
+  }
+
+  #armTimer(): void {
+    this.#clearTimer();
+    const ms = this.#options.headersTimeoutMs;
+    if (ms > 0) this.#timer = setTimeout(() => this.fail(answerTimeout(ms)), ms);
+  }
+
+  #clearTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  /** The exchange is over one way or another: stop the timer, unpipe the body, close the socket. */
+  #finish(): void {
+    this.#done = true;
+    this.#clearTimer();
+    const body = this.#options.request.body as Readable | null | undefined;
+    if (body && this.#req) body.unpipe(this.#req);
+    this.#req?.destroy();
+    this.#options.socket.destroy();
+  }
+}
+
+/** undici's header forms as one flat name/value array for node:http. */
+function flatHeaders(headers: Dispatcher.DispatchOptions['headers']): string[] {
+  if (!headers) return [];
+  if (Array.isArray(headers)) return headers.map(String);
+  const flat: string[] = [];
+  for (const [name, value] of Object.entries(headers as Record<string, string | string[] | undefined>)) {
+    if (value === undefined) continue;
+    for (const one of Array.isArray(value) ? value : [value]) flat.push(name, one);
+  }
+  return flat;
+}
