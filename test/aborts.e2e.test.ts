@@ -10,6 +10,7 @@ import { startAgentProcess, type RunningProcess } from './helpers/processes.js';
 import {
   agentStatus, openDescriptors, relayStatus, settle, startRelayWithStatus, warningsByMessage, type AgentStatus, type RelayStatus,
 } from './helpers/process-status.js';
+import { seededRandom } from '../packages/protocol/src/seeded-random.test-helper.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -93,18 +94,6 @@ function sendBytes(res: ServerResponse, size: number): void {
     for (let sent = 0; sent < size; sent += block.length) yield block.subarray(0, Math.min(block.length, size - sent));
   }
   pipeline(Readable.from(blocks(), { objectMode: false }), res).catch(() => undefined);
-}
-
-/** Seeded PRNG (mulberry32), so a failing storm can be replayed with the same plan. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('a public client that leaves mid-stream', () => {

@@ -6,21 +6,10 @@ import { fetchVia } from './helpers/http-client.js';
 import { patternBytes, sha256, startLocalServer } from './helpers/local-server.js';
 import { startAgentProcess } from './helpers/processes.js';
 import { agentStatus, relayStatus, residentKiB, settle, startRelayWithStatus } from './helpers/process-status.js';
+import { seededRandom } from '../packages/protocol/src/seeded-random.test-helper.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-/** Seeded PRNG (mulberry32), so the mix of sizes is the same on every run. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Runs `task` over `items` with at most `limit` in flight. */
 async function forEachLimited<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {

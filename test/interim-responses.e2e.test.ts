@@ -106,7 +106,7 @@ describe('Expect: 100-continue', () => {
 
   it('uses a socket of its own for each such request, and counts it', async () => {
     const retired = (await poolFigures(tunnel)).socketsRetired as unknown as Record<string, number>;
-    expect(retired['expect-continue']).toBe(3);
+    expect(retired['node-http']).toBe(3);
   });
 });
 

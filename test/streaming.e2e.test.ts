@@ -47,6 +47,14 @@ beforeAll(async () => {
       case '/upload':
         res.end(`got ${req.headers['content-length']}`);
         return;
+      case '/request-trailers': {
+        let bytes = 0;
+        req.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+        });
+        req.on('end', () => res.end(JSON.stringify({ bytes, trailers: req.trailers })));
+        return;
+      }
       case '/poll':
         pendingPoll = () => res.end('news');
         return;
@@ -108,14 +116,31 @@ describe('streaming responses', () => {
     expect(res.trailers['x-checksum']).toBe('abc123');
   });
 
+  it('passes request trailers to the local service when the request announces them', async () => {
+    const req = request({
+      host: '127.0.0.1', port: tunnel.url.port, method: 'POST', path: '/request-trailers',
+      headers: { host: tunnel.url.host, trailer: 'x-checksum' },
+    });
+    req.write('a'.repeat(100_000));
+    req.addTrailers({ 'x-checksum': 'abc123' });
+    req.end();
+    const [res] = (await once(req, 'response')) as [IncomingMessage];
+    let body = '';
+    for await (const chunk of res) body += chunk;
+    expect(res.statusCode).toBe(200);
+    expect(JSON.parse(body)).toEqual({ bytes: 100_000, trailers: { 'x-checksum': 'abc123' } });
+  });
+
   it('answers Expect: 100-continue with 100 before the body is sent', async () => {
     const req = request({
       host: '127.0.0.1', port: tunnel.url.port, method: 'POST', path: '/upload',
       headers: { host: tunnel.url.host, expect: '100-continue', 'content-length': '5' },
     });
+    // The local service may send its answer right behind the 100, in the same read: listen first.
+    const responded = once(req, 'response') as Promise<[IncomingMessage]>;
     await once(req, 'continue');
     req.end('hello');
-    const [res] = (await once(req, 'response')) as [IncomingMessage];
+    const [res] = await responded;
     let body = '';
     for await (const chunk of res) body += chunk;
     expect(res.statusCode).toBe(200);

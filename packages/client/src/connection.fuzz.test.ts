@@ -7,6 +7,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ERROR_CODES,
+  EndPayload,
   FrameType,
   INITIAL_WINDOW,
   MAX_FRAME_PAYLOAD,
@@ -309,6 +310,8 @@ function applyFrame(frame: WireFrame, model: ConnectionModel): Step {
     case FrameType.END:
       if (stream.remoteEnded) return violation('FRAME_OUT_OF_ORDER');
       stream.remoteEnded = true;
+      // An END may carry the request's trailers; anything else in it is malformed.
+      if (frame.payload.length > 0 && !parsePayload(EndPayload, frame.payload)) return violation('FRAME_INVALID');
       return null;
     case FrameType.RESET:
       if (!parsePayload(ResetReason, frame.payload)) return violation('FRAME_INVALID');

@@ -3,6 +3,7 @@ import type { Dispatcher } from 'undici';
 import {
   BodyWriter,
   DataSink,
+  EndPayload,
   FLAG_INFORMATIONAL,
   bridgeSocket,
   FrameType,
@@ -37,6 +38,13 @@ export interface StreamHost {
 function rawHeaderStrings(raw: Dispatcher.DispatchController['rawHeaders']): string[] | null {
   if (!Array.isArray(raw)) return null;
   return raw.map((part) => (typeof part === 'string' ? part : part.toString('latin1')));
+}
+
+/** The request's trailer fields from an END payload, flat, or null when it has none. */
+function requestTrailers(payload: Uint8Array): string[] | null {
+  if (payload.length === 0) return null;
+  const { trailers } = decodeJsonPayload(EndPayload, payload, 'trailers');
+  return trailers.length === 0 ? null : trailers.flat();
 }
 
 /** Shared, so the normal end of a stream builds no error object (and captures no stack). */
@@ -108,10 +116,13 @@ export class AgentStream {
         this.#window.receive(frame.payload.length);
         this.#requestBody.add(frame.payload);
         return;
-      case FrameType.END:
-        if (this.#upgraded) this.#upgraded.socket.end();
-        else this.#requestBody?.finish();
+      case FrameType.END: {
+        if (this.#upgraded) return void this.#upgraded.socket.end();
+        // Decoded even without a body, so a malformed END is refused the same way on every stream.
+        const trailers = requestTrailers(frame.payload);
+        this.#requestBody?.finish(trailers);
         return;
+      }
       case FrameType.RESET: {
         const reason = decodeJsonPayload(ResetReason, frame.payload, 'reset reason');
         this.abort(new TunnelError(reason.code, reason.message));

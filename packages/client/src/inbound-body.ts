@@ -9,6 +9,8 @@ export class InboundBody extends Readable {
   readonly #onConsumed: (bytes: number) => void;
   #pushed = 0;
   #reported = 0;
+  /** Trailer fields that came with the end, as flat name/value pairs. */
+  trailers: string[] | null = null;
 
   constructor(onConsumed: (bytes: number) => void) {
     super({ highWaterMark: 64 * 1024 });
@@ -22,8 +24,9 @@ export class InboundBody extends Readable {
     this.push(chunk);
   }
 
-  /** Marks the end of the body. */
-  finish(): void {
+  /** Marks the end of the body, with the trailer fields that followed it, if any. */
+  finish(trailers: string[] | null = null): void {
+    this.trailers = trailers;
     this.push(null);
   }
 

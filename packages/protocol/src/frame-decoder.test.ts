@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { TunnelError } from './errors.js';
 import { decodeFrames } from './frame-decoder.js';
 import { FLAG_UPGRADE, FRAME_HEADER_BYTES, FrameType, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES, MAX_STREAM_ID, encodeFrame } from './frame.js';
+import { seededRandom } from './seeded-random.test-helper.js';
 
 function tunnelErrorFrom(action: () => unknown): TunnelError {
   try {
@@ -26,18 +27,6 @@ function rawHeader(type: number, streamId: number, length: number, flags = 0): U
 
 function concat(...parts: Uint8Array[]): Uint8Array {
   return new Uint8Array(Buffer.concat(parts));
-}
-
-/** mulberry32: a small seeded PRNG, so a failing fuzz case is reproducible. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 describe('decodeFrames', () => {

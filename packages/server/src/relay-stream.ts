@@ -4,12 +4,14 @@ import {
   FrameType,
   DataSink,
   EndPayload,
+  HeaderList,
   ResetReason,
   ResponseHead,
   SendCredit,
   TunnelError,
   decodeJsonPayload,
   encodeJsonPayload,
+  endToEndHeaders,
   type ErrorCode,
   type Frame,
   type FrameWriter,
@@ -76,6 +78,13 @@ export class RelayStream {
     // pipe rather than pipeline: when the response ends before the upload, the request must be
     // unpiped and drained, not destroyed, or its socket (and the finished response) would go too.
     body.on('error', (error: Error) => this.#log.debug({ streamId: this.id, err: error }, 'request body stopped'));
+    // Trailers are known at 'end', before the body writer's END goes out. Any the agent's schema
+    // would refuse are dropped here rather than let them end the whole tunnel there.
+    this.#req.once('end', () => {
+      const trailers = HeaderList.safeParse(endToEndHeaders(this.#req.rawTrailers));
+      if (trailers.success) body.setTrailers(trailers.data);
+      else this.#log.debug({ streamId: this.id }, 'dropped request trailers the protocol cannot carry');
+    });
     this.#req.pipe(body);
   }
 

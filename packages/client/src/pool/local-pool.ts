@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici';
 import { TunnelError } from '@tunnel/protocol';
 import type { Logger } from 'pino';
 import { Breaker, type BreakerOptions } from './breaker.js';
-import { sendExpectingContinue } from './continue-exchange.js';
+import { needsNodeHttp, sendWithNodeHttp } from './node-exchange.js';
 import { systemClock, type Clock } from './clock.js';
 import type { PooledConnection } from './pooled-connection.js';
 import { isKeepAliveRace, isTimeout, mayRetry } from './retry-policy.js';
@@ -77,7 +77,7 @@ export class LocalPool {
   /** Sends one request to the local service through the pool. */
   dispatch(options: Dispatcher.DispatchOptions, handler: Handler): void {
     this.#figures.requests += 1;
-    const takesSocket = Boolean(options.upgrade) || options.expectContinue === true;
+    const takesSocket = Boolean(options.upgrade) || needsNodeHttp(options);
     this.#send({ options, handler, isRetry: false, fresh: takesSocket, isTrial: false, isHealthy: anyStatus });
   }
 
@@ -155,8 +155,8 @@ export class LocalPool {
     connection.busy = true;
     // A warm socket sat idle before its first request, so it can meet the race as a reused one can.
     const reused = connection.requests > 1 || connection.warm;
-    // undici cannot send Expect: 100-continue on HTTP/1.1; node:http takes this socket instead.
-    const handedOff = options.expectContinue === true;
+    // What undici cannot send (Expect: 100-continue, request trailers), node:http sends on this socket.
+    const handedOff = !options.upgrade && needsNodeHttp(options);
     let responded = false;
     let released = handedOff;
     const release = (broken: boolean): void => {
@@ -203,8 +203,8 @@ export class LocalPool {
       },
     };
     if (handedOff) {
-      this.#sockets.forget(connection, 'expect-continue');
-      sendExpectingContinue({ socket: connection.socket, request: options, handler: wrapped, headersTimeoutMs: this.#options.headersTimeoutMs });
+      this.#sockets.forget(connection, 'node-http');
+      sendWithNodeHttp({ socket: connection.socket, request: options, handler: wrapped, headersTimeoutMs: this.#options.headersTimeoutMs });
     } else {
       connection.client.dispatch(this.#withServername(options), wrapped);
     }

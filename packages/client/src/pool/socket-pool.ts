@@ -121,7 +121,7 @@ export class SocketPool {
   }
 
   /** Lets go of a socket another owner took over: no longer counted, never closed by the pool. */
-  forget(connection: PooledConnection, reason: 'upgraded' | 'expect-continue'): void {
+  forget(connection: PooledConnection, reason: 'upgraded' | 'node-http'): void {
     this.#active.delete(connection);
     connection.detach();
     this.#count(connection, reason);

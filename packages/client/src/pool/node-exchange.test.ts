@@ -4,7 +4,7 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { sendExpectingContinue } from './continue-exchange.js';
+import { needsNodeHttp, sendWithNodeHttp } from './node-exchange.js';
 
 /** The socket's close, whatever errors come first (a server socket cut mid-request reports one). */
 function closeOf(socket: Socket): Promise<void> {
@@ -42,10 +42,10 @@ async function serverAndSocket(onContinue: (req: IncomingMessage, res: ServerRes
 function exchange(socket: Socket, body: Readable | null, headersTimeoutMs = 5000, onStart?: (seen: Seen) => void): { seen: Seen; done: Promise<Seen> } {
   const seen: Seen = { starts: [], body: '', trailers: null, error: null, controller: null };
   const done = new Promise<Seen>((resolve) => {
-    sendExpectingContinue({
+    sendWithNodeHttp({
       socket,
       headersTimeoutMs,
-      request: { method: 'PUT', path: '/up', headers: ['Host', 'app.test', 'Content-Length', '5'], body },
+      request: { method: 'PUT', path: '/up', headers: ['Host', 'app.test', 'Content-Length', '5'], body, expectContinue: true },
       handler: {
         onRequestStart: (controller) => {
           seen.controller = controller;
@@ -71,7 +71,17 @@ function exchange(socket: Socket, body: Readable | null, headersTimeoutMs = 5000
   return { seen, done };
 }
 
-describe('sendExpectingContinue', () => {
+describe('needsNodeHttp', () => {
+  it('takes what undici cannot send: Expect: 100-continue, and a body with announced trailers', () => {
+    const body = Readable.from([]);
+    expect(needsNodeHttp({ method: 'PUT', path: '/', body, expectContinue: true })).toBe(true);
+    expect(needsNodeHttp({ method: 'POST', path: '/', body, headers: ['Host', 'a', 'TRAILER', 'x-sum'] })).toBe(true);
+    expect(needsNodeHttp({ method: 'GET', path: '/', headers: ['Trailer', 'x-sum'] })).toBe(false);
+    expect(needsNodeHttp({ method: 'POST', path: '/', body, headers: ['Host', 'a'] })).toBe(false);
+  });
+});
+
+describe('sendWithNodeHttp', () => {
   it('sends Expect once with the given headers, hands on the 100, then the final answer with its trailers', async () => {
     let received: { expect: string | undefined; hosts: number; body: string } | null = null;
     const { socket } = await serverAndSocket((req, res) => {
@@ -97,6 +107,30 @@ describe('sendExpectingContinue', () => {
     expect(received).toEqual({ expect: '100-continue', hosts: 1, body: 'hello' });
     // The exchange owns its socket and closes it at the end.
     expect(socket.destroyed).toBe(true);
+  });
+
+  it('sends the body\'s trailers after it, chunked', async () => {
+    const { socket } = await serverAndSocket(() => undefined, (req, res) => {
+      req.resume();
+      req.on('end', () => res.end(JSON.stringify(req.trailers)));
+    });
+    const body = Object.assign(Readable.from([Buffer.from('abc')]), { trailers: ['X-Sum', '3', 'X-Trace', 't1'] });
+    const seen = await new Promise<string>((resolve, reject) => {
+      let text = '';
+      sendWithNodeHttp({
+        socket,
+        headersTimeoutMs: 5000,
+        request: { method: 'POST', path: '/', headers: ['Host', 'app.test', 'Trailer', 'X-Sum, X-Trace'], body },
+        handler: {
+          onResponseData: (_controller, chunk) => {
+            text += chunk.toString();
+          },
+          onResponseEnd: () => resolve(text),
+          onResponseError: (_controller, error) => reject(error),
+        },
+      });
+    });
+    expect(JSON.parse(seen)).toEqual({ 'x-sum': '3', 'x-trace': 't1' });
   });
 
   it('ends with ETIMEDOUT when the service neither continues nor answers in time, and closes the socket', async () => {

@@ -5,12 +5,29 @@ import type { Dispatcher } from 'undici';
 type Handler = Dispatcher.DispatchHandler;
 
 /** What one exchange needs: its own socket, the request as undici would take it, and a timeout. */
-export interface ContinueExchangeOptions {
+export interface NodeExchangeOptions {
   socket: Duplex;
   request: Dispatcher.DispatchOptions;
   handler: Handler;
   /** How long the local service may take to answer the head, and again after the body is sent. */
   headersTimeoutMs: number;
+}
+
+/** A request body that may end with trailer fields, as flat name/value pairs. */
+export interface TrailingBody extends Readable {
+  readonly trailers?: string[] | null;
+}
+
+/**
+ * Whether a request needs node:http rather than undici, which can neither send `Expect:
+ * 100-continue` on HTTP/1.1 nor request trailers (announced by a `Trailer` header).
+ */
+export function needsNodeHttp(options: Dispatcher.DispatchOptions): boolean {
+  if (options.expectContinue === true) return true;
+  if (options.body == null) return false;
+  const flat = flatHeaders(options.headers);
+  for (let i = 0; i < flat.length; i += 2) if (flat[i]!.toLowerCase() === 'trailer') return true;
+  return false;
 }
 
 /** The error a silent local service ends with; `ETIMEDOUT` is what the pool counts as a timeout. */
@@ -21,14 +38,15 @@ function answerTimeout(ms: number): NodeJS.ErrnoException {
 }
 
 /**
- * One request carrying `Expect: 100-continue`, sent with node:http over a socket of its own,
- * because undici refuses that header on HTTP/1.1. The local service's 100 (and any other 1xx)
- * reaches the handler as an interim response start, so the public client sends its body only
- * when the service asks for it, and a service that refuses early never receives it. The
- * exchange speaks through the same handler interface as undici, and closes its socket at the end.
+ * One request that undici cannot send (see needsNodeHttp), sent with node:http over a socket of
+ * its own. With `expectContinue`, the local service's 100 (and any other 1xx) reaches the
+ * handler as an interim response start, so the public client sends its body only when the
+ * service asks for it, and a service that refuses early never receives it. Trailers of the body
+ * go out after it. The exchange speaks through the same handler interface as undici, and closes
+ * its socket at the end.
  */
-export function sendExpectingContinue(options: ContinueExchangeOptions): void {
-  const exchange = new ContinueExchange(options);
+export function sendWithNodeHttp(options: NodeExchangeOptions): void {
+  const exchange = new NodeExchange(options);
   try {
     exchange.start();
   } catch (error) {
@@ -37,8 +55,8 @@ export function sendExpectingContinue(options: ContinueExchangeOptions): void {
   }
 }
 
-class ContinueExchange implements Dispatcher.DispatchController {
-  readonly #options: ContinueExchangeOptions;
+class NodeExchange implements Dispatcher.DispatchController {
+  readonly #options: NodeExchangeOptions;
   readonly #handler: Handler;
   #req: ClientRequest | null = null;
   #res: IncomingMessage | null = null;
@@ -51,7 +69,7 @@ class ContinueExchange implements Dispatcher.DispatchController {
   rawHeaders: string[] | null = null;
   rawTrailers: string[] | null = null;
 
-  constructor(options: ContinueExchangeOptions) {
+  constructor(options: NodeExchangeOptions) {
     this.#options = options;
     this.#handler = options.handler;
   }
@@ -90,7 +108,8 @@ class ContinueExchange implements Dispatcher.DispatchController {
 
   start(): void {
     const { request: options, socket } = this.#options;
-    const headers = [...flatHeaders(options.headers), 'Expect', '100-continue'];
+    const headers = flatHeaders(options.headers);
+    if (options.expectContinue === true) headers.push('Expect', '100-continue');
     // The raw array keeps order and repeats; setHost off, as the public Host is already in it.
     const req = request({ method: options.method, path: options.path, headers, setHost: false, createConnection: () => socket });
     this.#req = req;
@@ -105,9 +124,25 @@ class ContinueExchange implements Dispatcher.DispatchController {
     if (this.#done) return;
     this.#armTimer();
     req.flushHeaders();
-    const body = options.body as Readable | null | undefined;
-    if (body) body.pipe(req);
-    else req.end();
+    const body = options.body as TrailingBody | null | undefined;
+    if (!body) {
+      req.end();
+      return;
+    }
+    // Before pipe's own 'end' listener, which ends the request: trailers must be set by then.
+    body.once('end', () => this.#addTrailers(req, body.trailers));
+    body.pipe(req);
+  }
+
+  #addTrailers(req: ClientRequest, trailers: string[] | null | undefined): void {
+    if (!trailers || trailers.length === 0) return;
+    const pairs: Array<[string, string]> = [];
+    for (let i = 0; i + 1 < trailers.length; i += 2) pairs.push([trailers[i]!, trailers[i + 1]!]);
+    try {
+      req.addTrailers(pairs);
+    } catch {
+      // Fields node:http refuses are dropped; the body itself is complete and still goes out.
+    }
   }
 
   #onInformation(status: number, message: string, raw: string[]): void {
