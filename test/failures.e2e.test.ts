@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { request, type IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { PROTOCOL_VERSION } from '@tunnel/protocol';
 import { fetchVia } from './helpers/http-client.js';
 import { startLocalServer } from './helpers/local-server.js';
 import { eventually, freePort } from './helpers/ports.js';
@@ -145,7 +146,7 @@ describe('when things go wrong', () => {
     const agent = await startAgentProcess(['--port', String(local.port), '--local-host', '127.0.0.1', '--server', relay.url.href]);
     const ws = new WebSocket(`ws://127.0.0.1:${relay.url.port}/_tunnel`);
     await once(ws, 'open');
-    ws.send(JSON.stringify({ type: 'hello', protocol: 1, clientVersion: 'test' }));
+    ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, clientVersion: 'test' }));
     await once(ws, 'message');
     ws.send(Buffer.from([9, 0, 0, 0, 0, 1, 0, 0, 0, 0]));
     const [data] = (await once(ws, 'message')) as [Buffer];

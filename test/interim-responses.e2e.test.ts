@@ -28,6 +28,12 @@ async function sha256Of(req: IncomingMessage): Promise<string> {
 
 beforeAll(async () => {
   const local = await startLocalServer((req, res) => {
+    if (req.url === '/hint-flood') {
+      // A service (or a hostile agent) sending interim answers without end.
+      for (let i = 0; i < 200; i += 1) res.writeEarlyHints({ link: `</asset-${i}.js>; rel=preload; as=script` });
+      res.end('flood over');
+      return;
+    }
     if (req.url === '/hints') {
       res.writeEarlyHints({ link: LINKS });
       setTimeout(() => res.end('page'), 50);
@@ -86,7 +92,8 @@ describe('Expect: 100-continue', () => {
     expect(answer.startsWith('HTTP/1.1 413 Payload Too Large\r\n')).toBe(true);
     expect(answer).not.toContain('100 Continue');
     expect(answer.toLowerCase()).toContain('connection: close');
-    // A client that never got its 100 might still send the body: the relay closes instead of reading it.
+    // A client that never got its 100 may send the body anyway: the relay closes instead of passing it on.
+    client.write(BODY);
     await client.closed;
     expect(refused.length).toBe(before + 1);
     expect(refused.at(-1)!.bodyBytes).toBe(0);
@@ -105,12 +112,38 @@ describe('Expect: 100-continue', () => {
   });
 
   it('uses a socket of its own for each such request, and counts it', async () => {
-    const retired = (await poolFigures(tunnel)).socketsRetired as unknown as Record<string, number>;
-    expect(retired['node-http']).toBe(3);
+    const handedOver = async (): Promise<number> => ((await poolFigures(tunnel)).socketsRetired as unknown as Record<string, number>)['node-http'] ?? 0;
+    const before = await handedOver();
+    const client = await openRaw(Number(tunnel.url.port));
+    scope(async () => client.destroy());
+    client.write(uploadHead('/slow', tunnel.url.host, BODY.length));
+    await client.waitFor('100 Continue');
+    client.write(BODY);
+    await client.waitFor(BODY_SHA);
+    expect(await handedOver()).toBe(before + 1);
   });
 });
 
 describe('informational answers to ordinary requests', () => {
+  it('never sends an interim answer to an HTTP/1.0 client', async () => {
+    const client = await openRaw(Number(tunnel.url.port));
+    scope(async () => client.destroy());
+    client.write(`GET /hints HTTP/1.0\r\nHost: ${tunnel.url.host}\r\n\r\n`);
+    await client.closed;
+    expect(client.received().startsWith('HTTP/1.1 200 OK\r\n')).toBe(true);
+    expect(client.received()).not.toContain('103');
+    expect(client.received().endsWith('page')).toBe(true);
+  });
+
+  it('passes on at most 32 interim answers per response, so a flood of them cannot grow the relay', async () => {
+    const client = await openRaw(Number(tunnel.url.port));
+    scope(async () => client.destroy());
+    client.write(`GET /hint-flood HTTP/1.1\r\nHost: ${tunnel.url.host}\r\n\r\n`);
+    const answer = await client.waitFor('flood over');
+    expect(answer.split('HTTP/1.1 103 Early Hints').length - 1).toBe(32);
+    expect(answer).toContain('HTTP/1.1 200 OK');
+  });
+
   it('passes 103 Early Hints to the client before the final response', async () => {
     const hints: Array<{ status: number; link: string | string[] | undefined }> = [];
     const req = request({ host: '127.0.0.1', port: tunnel.url.port, path: '/hints', headers: { host: tunnel.url.host } });

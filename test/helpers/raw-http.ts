@@ -36,6 +36,7 @@ export interface RawConnection {
   waitFor(text: string, timeoutMs?: number): Promise<string>;
   /** Everything received so far, as latin1. */
   received(): string;
+
   /** Resolves when the server has closed the connection. */
   readonly closed: Promise<void>;
   destroy(): void;

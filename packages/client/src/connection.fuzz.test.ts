@@ -12,6 +12,7 @@ import {
   INITIAL_WINDOW,
   MAX_FRAME_PAYLOAD,
   MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
   RequestHead,
   ResetReason,
   isTunnelError,
@@ -55,7 +56,7 @@ const SEED = Number(process.env.FUZZ_SEED ?? 0x7e1a8);
 const PATH = process.env.FUZZ_PATH;
 const RUNS = Number(process.env.FUZZ_AGENT_RUNS ?? 4_000);
 const log = pino({ level: 'silent' });
-const HELLO: Hello = { type: 'hello', protocol: 1, clientVersion: 'fuzz' };
+const HELLO: Hello = { type: 'hello', protocol: PROTOCOL_VERSION, clientVersion: 'fuzz' };
 const READY = JSON.stringify({ type: 'ready', name: 'fuzz', url: 'http://fuzz.localhost:7070' });
 /** The local server's answer to /big: more than one window, so it waits on the relay's WINDOW. */
 const BIG_BODY = Buffer.alloc(INITIAL_WINDOW + 40_000, 0x62);
@@ -206,7 +207,7 @@ const controlText = fc.oneof(
     '{"type":"error","code":"NEWER_CODE","message":"m"}',
     '{"type":"error","code":"lower","message":"m"}',
     READY,
-    '{"type":"hello","protocol":1,"clientVersion":"x"}',
+    `{"type":"hello","protocol":${PROTOCOL_VERSION},"clientVersion":"x"}`,
     '{"type":"bogus"}',
   ),
 );

@@ -1,7 +1,10 @@
 import { TunnelError } from './errors.js';
 
-/** The wire protocol version; bumped on any change an older peer cannot understand. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The wire protocol version; bumped on any change an older peer cannot understand.
+ * 2: informational HEADs (flag 0x02), `expectContinue` in OPEN, trailers on a request's END.
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** Checks an agent's protocol version against ours and names the side to upgrade. */
 export function checkProtocolVersion(agentVersion: number): void {

@@ -9,6 +9,7 @@ import {
   EndPayload,
   ERROR_CODES,
   FLAG_INFORMATIONAL,
+  PROTOCOL_VERSION,
   FLAG_UPGRADE,
   FrameType,
   INITIAL_WINDOW,
@@ -184,7 +185,7 @@ const controlText = fc.oneof(
   fc.string({ maxLength: 24 }),
   fc.jsonValue({ maxDepth: 2 }).map((value) => JSON.stringify(value)),
   fc.constantFrom(
-    '{"type":"hello","protocol":1,"clientVersion":"fuzz"}',
+    `{"type":"hello","protocol":${PROTOCOL_VERSION},"clientVersion":"fuzz"}`,
     '{"type":"ready","name":"x","url":"http://x.localhost/"}',
     '{"type":"goaway","reason":"r","deadlineMs":0}',
     '{"type":"error","code":"INTERNAL","message":"m"}',
@@ -213,7 +214,7 @@ const handshake: fc.Arbitrary<Handshake> = fc.oneof(
   { weight: 1, arbitrary: fc.oneof(
     fc.record({ hello: fc.constant('text' as const), text: controlText }),
     fc.record({ hello: fc.constant('binary' as const), bytes: smallBytes }),
-    fc.record({ hello: fc.constant('version' as const), protocol: fc.constantFrom(0, 2, 99) }),
+    fc.record({ hello: fc.constant('version' as const), protocol: fc.constantFrom(0, PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1, 99) }),
     fc.record({ hello: fc.constant('reserved' as const), subdomain: fc.constantFrom('www', 'admin', 'relay', 'tunnel') }),
   ) },
 );
@@ -376,7 +377,7 @@ function predictHandshake(shake: Handshake): Outcome | null {
     case 'text': {
       try {
         const message = parseControlMessage(shake.text);
-        if (message.type === 'hello') return message.protocol === 1 ? null : refused('VERSION_MISMATCH');
+        if (message.type === 'hello') return message.protocol === PROTOCOL_VERSION ? null : refused('VERSION_MISMATCH');
       } catch {
         // Invalid: refused below.
       }
@@ -386,7 +387,7 @@ function predictHandshake(shake: Handshake): Outcome | null {
 }
 
 function firstMessage(shake: Handshake): Built {
-  const hello = { type: 'hello', protocol: 1, clientVersion: 'fuzz' };
+  const hello = { type: 'hello', protocol: PROTOCOL_VERSION, clientVersion: 'fuzz' };
   switch (shake.hello) {
     case 'valid':
       return { text: JSON.stringify(hello) };
@@ -504,7 +505,7 @@ async function startGoodAgent(port: number): Promise<WebSocket> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/_tunnel`, { perMessageDeflate: false });
   ws.on('error', () => undefined);
   await once(ws, 'open');
-  ws.send(JSON.stringify({ type: 'hello', protocol: 1, clientVersion: 'fuzz-good', subdomain: 'good' }));
+  ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, clientVersion: 'fuzz-good', subdomain: 'good' }));
   const [ready] = (await once(ws, 'message')) as [Buffer];
   expect(JSON.parse(ready.toString())).toMatchObject({ type: 'ready', name: 'good' });
   ws.on('message', (data: Buffer, isBinary: boolean) => {

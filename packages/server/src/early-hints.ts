@@ -5,7 +5,8 @@ import type { HeaderList } from '@tunnel/protocol';
  * Link as one entry per link, since Node 20 refuses the comma-joined list it writes itself.
  */
 export function earlyHints(headers: HeaderList): Record<string, string | string[]> {
-  const hints: Record<string, string[]> = {};
+  // No prototype: a field named __proto__ or constructor is just a field.
+  const hints: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
   for (const [name, value] of headers) {
     const key = name.toLowerCase();
     const values = key === 'link' ? splitLinks(value) : [value];

@@ -24,6 +24,11 @@ import type { Logger } from './logger.js';
 import { pageFor, sendPage } from './pages.js';
 import { flattenHeaders } from './proxy-headers.js';
 
+/** Queued bytes toward the public client above which interim answers are dropped. */
+export const INTERIM_BACKLOG_BYTES = 64 * 1024;
+/** Interim answers passed on per response; real services send one or two (a 100, a 103). */
+export const MAX_INTERIM_PER_STREAM = 32;
+
 /** Shared, so the normal end of a stream builds no error object (and captures no stack). */
 const STREAM_OVER = new TunnelError('STREAM_CANCELLED', 'The stream is over.');
 
@@ -49,6 +54,7 @@ export class RelayStream {
   readonly #sink: DataSink;
   readonly #inbound: InboundState = { headReceived: false, remoteEnded: false };
   #body: BodyWriter | null = null;
+  #interimCount = 0;
   /** The public client waits for a 100 Continue before it sends its body. */
   #awaitingContinue = false;
   #released = false;
@@ -118,6 +124,15 @@ export class RelayStream {
    * once), 102, and 103 Early Hints. Others are dropped: clients must ignore 1xx they don't know.
    */
   #onInformational(head: ResponseHead): void {
+    // Interim answers carry no credit: beyond a few per response, or past a small backlog toward
+    // a client that is not reading, an agent sending them without end could grow the relay's
+    // memory. HTTP/1.0 clients must never see one (RFC 9110 §15.2).
+    const http10 = this.#req.httpVersionMajor === 1 && this.#req.httpVersionMinor === 0;
+    this.#interimCount += 1;
+    if (http10 || this.#interimCount > MAX_INTERIM_PER_STREAM || this.#res.writableLength > INTERIM_BACKLOG_BYTES) {
+      this.#log.debug({ streamId: this.id, status: head.status }, 'dropped an informational answer');
+      return;
+    }
     try {
       if (head.status === 100 && this.#awaitingContinue) {
         this.#awaitingContinue = false;

@@ -17,7 +17,7 @@ import {
 import { dispatchAgentFrame, type AgentFrameHandlers } from './agent-frames.js';
 import type { Logger } from './logger.js';
 import { rawResponseHead, writeRawError } from './raw-http.js';
-import type { StreamHost } from './relay-stream.js';
+import { INTERIM_BACKLOG_BYTES, MAX_INTERIM_PER_STREAM, type StreamHost } from './relay-stream.js';
 
 /**
  * A public request asking to switch protocols (WebSocket, a dev server's hot reload). Until the
@@ -28,6 +28,7 @@ import type { StreamHost } from './relay-stream.js';
 export class UpgradeStream {
   readonly id: number;
   readonly #socket: Duplex;
+  #interimCount = 0;
   readonly #upgrade: string;
   readonly #host: StreamHost;
   readonly #log: Logger;
@@ -63,8 +64,7 @@ export class UpgradeStream {
   }
 
   readonly #on: AgentFrameHandlers = {
-    // Interim answers (103 Early Hints before a 101) go out as they came; the public socket is raw.
-    informational: (head) => this.#socket.write(rawResponseHead(head.status, head.statusMessage, head.headers)),
+    informational: (head) => this.#onInformational(head),
     head: (head) => this.#onHead(head),
     data: (payload) => this.#sink.write(payload),
     // Half-close: the agent's side is done; the public client may still send.
@@ -79,6 +79,13 @@ export class UpgradeStream {
     if (this.#headWritten) this.#socket.destroy();
     else writeRawError(this.#socket, code, detail);
     this.#release();
+  }
+
+  /** Interim answers (103 before a 101) go out as they came, within the same bounds as RelayStream. */
+  #onInformational(head: ResponseHead): void {
+    this.#interimCount += 1;
+    if (this.#interimCount > MAX_INTERIM_PER_STREAM || this.#socket.writableLength > INTERIM_BACKLOG_BYTES) return;
+    this.#socket.write(rawResponseHead(head.status, head.statusMessage, head.headers));
   }
 
   #onHead(head: ResponseHead): void {

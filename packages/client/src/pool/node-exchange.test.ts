@@ -38,14 +38,20 @@ async function serverAndSocket(onContinue: (req: IncomingMessage, res: ServerRes
   return { socket, serverSockets };
 }
 
-/** Runs one exchange and resolves when the handler hears its end or its error. */
+/** Runs one Expect: 100-continue PUT of 5 bytes; see exchangeOf. */
 function exchange(socket: Socket, body: Readable | null, headersTimeoutMs = 5000, onStart?: (seen: Seen) => void): { seen: Seen; done: Promise<Seen> } {
+  const request = { method: 'PUT', path: '/up', headers: ['Host', 'app.test', 'Content-Length', '5'], body, expectContinue: true };
+  return exchangeOf(socket, request, headersTimeoutMs, onStart);
+}
+
+/** Runs one exchange and resolves when the handler hears its end or its error. */
+function exchangeOf(socket: Socket, request: Dispatcher.DispatchOptions, headersTimeoutMs = 5000, onStart?: (seen: Seen) => void): { seen: Seen; done: Promise<Seen> } {
   const seen: Seen = { starts: [], body: '', trailers: null, error: null, controller: null };
   const done = new Promise<Seen>((resolve) => {
     sendWithNodeHttp({
       socket,
       headersTimeoutMs,
-      request: { method: 'PUT', path: '/up', headers: ['Host', 'app.test', 'Content-Length', '5'], body, expectContinue: true },
+      request,
       handler: {
         onRequestStart: (controller) => {
           seen.controller = controller;
@@ -78,6 +84,8 @@ describe('needsNodeHttp', () => {
     expect(needsNodeHttp({ method: 'POST', path: '/', body, headers: ['Host', 'a', 'TRAILER', 'x-sum'] })).toBe(true);
     expect(needsNodeHttp({ method: 'GET', path: '/', headers: ['Trailer', 'x-sum'] })).toBe(false);
     expect(needsNodeHttp({ method: 'POST', path: '/', body, headers: ['Host', 'a'] })).toBe(false);
+    // With a Content-Length there is no chunked framing to carry trailers: undici sends it as before.
+    expect(needsNodeHttp({ method: 'POST', path: '/', body, headers: ['Trailer', 'x-sum', 'Content-Length', '3'] })).toBe(false);
   });
 });
 
@@ -133,10 +141,10 @@ describe('sendWithNodeHttp', () => {
     expect(JSON.parse(seen)).toEqual({ 'x-sum': '3', 'x-trace': 't1' });
   });
 
-  it('ends with ETIMEDOUT when the service neither continues nor answers in time, and closes the socket', async () => {
+  it('ends with ETIMEDOUT when the service does not answer in time once the request is sent, and closes the socket', async () => {
     const { socket, serverSockets } = await serverAndSocket(() => undefined);
     const started = performance.now();
-    const seen = await exchange(socket, new Readable({ read: () => undefined }), 200).done;
+    const seen = await exchange(socket, Readable.from([Buffer.from('hello')]), 200).done;
     expect(seen.error?.code).toBe('ETIMEDOUT');
     expect(performance.now() - started).toBeGreaterThanOrEqual(190);
     expect(socket.destroyed).toBe(true);
@@ -155,16 +163,53 @@ describe('sendWithNodeHttp', () => {
     expect(seen.error).not.toBeNull();
   });
 
-  it('stops at once when aborted: the handler hears nothing more and the service sees the socket close', async () => {
+  it('stops at once when aborted: the handler hears the reason once, as from undici, and the service sees the socket close', async () => {
     const { socket, serverSockets } = await serverAndSocket((_req, res) => {
       res.writeHead(200);
       res.write('first');
     });
-    const { seen } = exchange(socket, new Readable({ read: () => undefined }), 5000, (current) => current.controller?.abort(new Error('public client went away')));
+    const reason = new Error('public client went away');
+    const { seen, done } = exchange(socket, new Readable({ read: () => undefined }), 5000, (current) => current.controller?.abort(reason));
     await closeOf(serverSockets[0]!);
+    await done;
     expect(seen.controller?.aborted).toBe(true);
+    expect(seen.controller?.reason).toBe(reason);
+    expect(seen.error).toBe(reason);
     expect(seen.body).toBe('');
+  });
+
+  it('does not wait for an answer while a slow body is still being sent', async () => {
+    const { socket } = await serverAndSocket(() => undefined, (req, res) => {
+      let bytes = 0;
+      req.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+      });
+      req.on('end', () => res.end(String(bytes)));
+    });
+    const body = new Readable({ read: () => undefined });
+    const { done } = exchangeOf(socket, { method: 'POST', path: '/', headers: ['Host', 'app.test'], body }, 100);
+    for (let i = 0; i < 3; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      body.push('x'.repeat(10));
+    }
+    body.push(null);
+    const seen = await done;
     expect(seen.error).toBeNull();
+    expect(seen.body).toBe('30');
+  });
+
+  it('frames a body without a length as chunked, whatever the method', async () => {
+    const { socket } = await serverAndSocket(() => undefined, (req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      req.on('end', () => res.end(`${req.headers['transfer-encoding']}:${body}`));
+    });
+    const body = Object.assign(Readable.from([Buffer.from('gone')]), { trailers: null });
+    const seen = await exchangeOf(socket, { method: 'DELETE', path: '/', headers: ['Host', 'app.test', 'Trailer', 'x-a'], body }).done;
+    expect(seen.body).toBe('chunked:gone');
   });
 
   it('holds the response body while paused, and goes on after resume', async () => {

@@ -25,8 +25,14 @@ export interface TrailingBody extends Readable {
 export function needsNodeHttp(options: Dispatcher.DispatchOptions): boolean {
   if (options.expectContinue === true) return true;
   if (options.body == null) return false;
+  // Trailers need chunked framing; with a Content-Length they cannot be sent at all.
   const flat = flatHeaders(options.headers);
-  for (let i = 0; i < flat.length; i += 2) if (flat[i]!.toLowerCase() === 'trailer') return true;
+  return hasHeader(flat, 'trailer') && !hasHeader(flat, 'content-length');
+}
+
+/** Whether a flat name/value list has a header, by lower-case name. */
+function hasHeader(flat: readonly string[], name: string): boolean {
+  for (let i = 0; i < flat.length; i += 2) if (flat[i]!.toLowerCase() === name) return true;
   return false;
 }
 
@@ -86,12 +92,15 @@ class NodeExchange implements Dispatcher.DispatchController {
     return this.#reason;
   }
 
-  /** Stops the exchange: the socket is closed and the handler hears nothing more. */
+  /**
+   * Stops the exchange and closes the socket. As with undici, the handler then hears the reason
+   * once through onResponseError, which is where the pool settles a half-open trial.
+   */
   abort(reason: Error): void {
     if (this.#done) return;
     this.#aborted = true;
     this.#reason = reason;
-    this.#finish();
+    this.fail(reason);
   }
 
   /** Stops reading the response body until resume. */
@@ -110,6 +119,9 @@ class NodeExchange implements Dispatcher.DispatchController {
     const { request: options, socket } = this.#options;
     const headers = flatHeaders(options.headers);
     if (options.expectContinue === true) headers.push('Expect', '100-continue');
+    // The relay drops Transfer-Encoding (hop-by-hop). A body without a length must be chunked,
+    // which node:http does not do by itself for GET, DELETE or OPTIONS: say so, or it goes unframed.
+    if (options.body != null && !hasHeader(headers, 'content-length')) headers.push('Transfer-Encoding', 'chunked');
     // The raw array keeps order and repeats; setHost off, as the public Host is already in it.
     const req = request({ method: options.method, path: options.path, headers, setHost: false, createConnection: () => socket });
     this.#req = req;
@@ -117,12 +129,13 @@ class NodeExchange implements Dispatcher.DispatchController {
     req.on('information', (info) => this.#onInformation(info.statusCode, info.statusMessage, info.rawHeaders));
     req.on('response', (res) => this.#onResponse(res));
     req.on('error', (error) => this.fail(error));
+    // Like undici's headers timeout, the wait for an answer starts once the request is sent:
+    // a slow upload, or a client holding its body until a 100, is not the service's silence.
     req.on('finish', () => {
-      if (!this.#finalHead) this.#armTimer();
+      if (!this.#finalHead && !this.#done) this.#armTimer();
     });
     this.#handler.onRequestStart?.(this, {});
     if (this.#done) return;
-    this.#armTimer();
     req.flushHeaders();
     const body = options.body as TrailingBody | null | undefined;
     if (!body) {
