@@ -178,6 +178,17 @@ describe('sendWithNodeHttp', () => {
     expect(seen.body).toBe('');
   });
 
+  it('waits again after an interim answer, and times out if the service then falls silent', async () => {
+    const { socket } = await serverAndSocket(() => undefined, (req, res) => {
+      req.resume();
+      req.on('end', () => res.writeProcessing());
+    });
+    const body = Readable.from([Buffer.from('hello')]);
+    const seen = await exchangeOf(socket, { method: 'POST', path: '/', headers: ['Host', 'app.test', 'Content-Length', '5'], body }, 200).done;
+    expect(seen.starts.map((start) => start.status)).toEqual([102]);
+    expect(seen.error?.code).toBe('ETIMEDOUT');
+  });
+
   it('does not wait for an answer while a slow body is still being sent', async () => {
     const { socket } = await serverAndSocket(() => undefined, (req, res) => {
       let bytes = 0;

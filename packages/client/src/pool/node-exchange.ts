@@ -160,7 +160,8 @@ class NodeExchange implements Dispatcher.DispatchController {
 
   #onInformation(status: number, message: string, raw: string[]): void {
     if (this.#done) return;
-    this.#clearTimer();
+    // An interim answer shows the service is alive: once the request is sent, the wait starts over.
+    if (this.#req?.writableFinished) this.#armTimer();
     this.rawHeaders = raw;
     this.#handler.onResponseStart?.(this, status, {}, message);
   }
