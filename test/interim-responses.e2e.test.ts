@@ -39,6 +39,18 @@ beforeAll(async () => {
       setTimeout(() => res.end('page'), 50);
       return;
     }
+    if (req.url === '/slow-download') {
+      res.write('slow and ');
+      setTimeout(() => res.end('steady'), 300);
+      return;
+    }
+    const status = /^\/status\/(\d+)$/.exec(req.url ?? '');
+    if (status) {
+      // Answers the protocol cannot carry: a 101 nobody asked for, a status beyond 599, a huge reason.
+      const code = Number(status[1]);
+      res.writeHead(code, code === 299 ? 'x'.repeat(1000) : undefined).end();
+      return;
+    }
     sha256Of(req).then((sha) => res.end(sha), () => res.destroy());
   }, scope);
   // With a checkContinue listener the local service decides, per request, whether it wants the body.
@@ -121,6 +133,17 @@ describe('Expect: 100-continue', () => {
     client.write(BODY);
     await client.waitFor(BODY_SHA);
     expect(await handedOver()).toBe(before + 1);
+  });
+});
+
+describe('answers the tunnel cannot carry', () => {
+  it.each([101, 600, 299])('turns a local %i it cannot carry into a 502 for that request alone, and the tunnel stays up', async (code) => {
+    const slow = fetchVia(tunnel.url, { path: '/slow-download' });
+    const answer = await fetchVia(tunnel.url, { path: `/status/${code}`, headers: { accept: 'application/json' } });
+    expect(answer.status).toBe(502);
+    expect((JSON.parse(answer.body.toString()) as { error: { code: string } }).error.code).toBe('LOCAL_ERROR');
+    // A request in flight on the same tunnel is untouched: the agent did not lose its session.
+    expect((await slow).body.toString()).toBe('slow and steady');
   });
 });
 

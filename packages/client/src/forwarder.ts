@@ -5,6 +5,8 @@ import {
   DataSink,
   EndPayload,
   FLAG_INFORMATIONAL,
+  MAX_FRAME_PAYLOAD,
+  ResponseHead,
   bridgeSocket,
   FrameType,
   ReceiveWindow,
@@ -38,6 +40,19 @@ export interface StreamHost {
 function rawHeaderStrings(raw: Dispatcher.DispatchController['rawHeaders']): string[] | null {
   if (!Array.isArray(raw)) return null;
   return raw.map((part) => (typeof part === 'string' ? part : part.toString('latin1')));
+}
+
+/**
+ * A local answer's head encoded as the protocol carries it, or null when the relay would refuse
+ * it: a status outside 100-599, a 101 that is not an upgrade, fields the schema rejects, or a
+ * head over one frame.
+ */
+function carriedHead(status: number, statusMessage: string | undefined, raw: string[]): Uint8Array | null {
+  if (status === 101) return null;
+  const head = ResponseHead.safeParse({ status, statusMessage: statusMessage || undefined, headers: endToEndHeaders(raw) });
+  if (!head.success) return null;
+  const payload = encodeJsonPayload(head.data);
+  return payload.length <= MAX_FRAME_PAYLOAD ? payload : null;
 }
 
 /** The request's trailer fields from an END payload, flat, or null when it has none. */
@@ -156,13 +171,18 @@ export class AgentStream {
       if (this.#released) return;
       const raw = rawHeaderStrings(controller.rawHeaders)
         ?? Object.entries(headers).flatMap(([name, value]) => (Array.isArray(value) ? value.flatMap((v) => [name, v]) : [name, String(value)]));
-      const head = { status: statusCode, statusMessage: statusMessage || undefined, headers: endToEndHeaders(raw) };
-      if (statusCode < 200) {
-        // 100 Continue, 102, 103 Early Hints: passed on at once; the final head follows.
-        this.#host.frames.write(FrameType.HEAD, this.id, encodeJsonPayload(head), FLAG_INFORMATIONAL);
+      const payload = carriedHead(statusCode, statusMessage, raw);
+      if (!payload) {
+        // What the relay would refuse as a protocol error must end this stream, not the tunnel.
+        controller.abort(new TunnelError('LOCAL_ERROR', `The local service at ${this.#upstream.label} sent a response head the tunnel cannot carry (status ${statusCode}).`));
         return;
       }
-      this.#host.frames.write(FrameType.HEAD, this.id, encodeJsonPayload(head));
+      if (statusCode < 200) {
+        // 100 Continue, 102, 103 Early Hints: passed on at once; the final head follows.
+        this.#host.frames.write(FrameType.HEAD, this.id, payload, FLAG_INFORMATIONAL);
+        return;
+      }
+      this.#host.frames.write(FrameType.HEAD, this.id, payload);
       const body = new BodyWriter(this.id, this.#credit, this.#host.frames);
       body.on('drain', () => controller.resume());
       body.on('error', (error: Error) => this.#log.debug({ streamId: this.id, err: error }, 'response body stopped'));

@@ -150,6 +150,12 @@ export class RelayStream {
   }
 
   #onHead(head: ResponseHead): void {
+    if (head.status === 101) {
+      // Only an upgrade stream may switch protocols; here it would leave the client hanging.
+      this.#resetAgent('LOCAL_ERROR');
+      this.fail('LOCAL_ERROR', 'The local service answered 101 to a request that did not ask to switch protocols.');
+      return;
+    }
     try {
       if (head.statusMessage) this.#res.writeHead(head.status, head.statusMessage, flattenHeaders(head.headers));
       else this.#res.writeHead(head.status, flattenHeaders(head.headers));
