@@ -19,6 +19,22 @@ export function forwardedRequestHeaders(req: IncomingMessage, proto: 'http' | 'h
   return headers;
 }
 
+/**
+ * Fields never passed on as request trailers: the relay's own, and those RFC 9110 §6.5.1 keeps
+ * out of trailers (framing, routing, authentication, content processing), which an app reading
+ * trailers might otherwise trust.
+ */
+const NOT_A_TRAILER = new Set([
+  ...RELAY_OWNED_WITH_AUTH,
+  'proxy-authorization', 'cookie', 'host', 'content-length', 'content-type', 'content-encoding', 'content-range',
+  'transfer-encoding', 'trailer', 'te', 'max-forwards', 'cache-control',
+]);
+
+/** The request trailers the agent replays: end-to-end fields fit to follow a body. */
+export function forwardedTrailers(rawTrailers: readonly string[]): HeaderList {
+  return endToEndHeaders(rawTrailers, NOT_A_TRAILER);
+}
+
 /** Whether a request carries a body the agent must stream (RFC 9112 §6.3). */
 export function requestHasBody(req: IncomingMessage): boolean {
   if (req.headers['transfer-encoding'] !== undefined) return true;

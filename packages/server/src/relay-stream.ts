@@ -11,7 +11,6 @@ import {
   TunnelError,
   decodeJsonPayload,
   encodeJsonPayload,
-  endToEndHeaders,
   type ErrorCode,
   type Frame,
   type FrameWriter,
@@ -22,7 +21,7 @@ import { dispatchAgentFrame, type AgentFrameHandlers } from './agent-frames.js';
 import { earlyHints } from './early-hints.js';
 import type { Logger } from './logger.js';
 import { pageFor, sendPage } from './pages.js';
-import { flattenHeaders } from './proxy-headers.js';
+import { flattenHeaders, forwardedTrailers } from './proxy-headers.js';
 
 /** Queued bytes toward the public client above which interim answers are dropped. */
 export const INTERIM_BACKLOG_BYTES = 64 * 1024;
@@ -87,7 +86,7 @@ export class RelayStream {
     // Trailers are known at 'end', before the body writer's END goes out. Any the agent's schema
     // would refuse are dropped here rather than let them end the whole tunnel there.
     this.#req.once('end', () => {
-      const trailers = HeaderList.safeParse(endToEndHeaders(this.#req.rawTrailers));
+      const trailers = HeaderList.safeParse(forwardedTrailers(this.#req.rawTrailers));
       if (trailers.success) body.setTrailers(trailers.data);
       else this.#log.debug({ streamId: this.id }, 'dropped request trailers the protocol cannot carry');
     });

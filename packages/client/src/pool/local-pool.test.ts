@@ -1,5 +1,6 @@
 // LocalPool lending sockets: warm-up, reuse, the limits on sockets and waiters, and close.
 import { once } from 'node:events';
+import { Readable } from 'node:stream';
 import { TunnelError } from '@tunnel/protocol';
 import { describe, expect, it } from 'vitest';
 import { allConnected, createPool, send, startHoldingServer, startLocalServer, watchClientSockets } from './local-pool.test-helper.js';
@@ -79,6 +80,33 @@ describe('LocalPool', () => {
       expect((await queued).body).toBe('/3');
       expect(local.sockets).toHaveLength(2);
       expect(pool.figures()).toMatchObject({ waiting: 0, active: 0, idle: 2, connectionsOpened: 2 });
+    });
+  });
+
+  describe('requests that take their socket over', () => {
+    it('stay within maxSockets: an idle socket makes room, and beyond the limit they wait', async () => {
+      const local = await startHoldingServer();
+      const pool = createPool(local.port, { maxSockets: 2 });
+      const plain = send(pool, { path: '/plain' });
+      const [warm] = await local.requests(1);
+      warm!.response.end('plain');
+      await plain;
+      expect(pool.figures()).toMatchObject({ idle: 1, active: 0 });
+
+      const upload = (path: string): Promise<unknown> => send(pool, { method: 'PUT', path, headers: ['Host', 'app.test', 'Content-Length', '1'], body: Readable.from([Buffer.from('x')]), expectContinue: true });
+      const replies = [upload('/a'), upload('/b'), upload('/c')];
+      const [, first, second] = await local.requests(3);
+      // The idle socket was closed to make room; the third upload waits for a slot.
+      expect(pool.figures()).toMatchObject({ idle: 0, active: 2, waiting: 1 });
+      expect(pool.figures().socketsRetired).toMatchObject({ evicted: 1 });
+      first!.response.end('a');
+      const [, , , third] = await local.requests(4);
+      expect(third!.path).toBe('/c');
+      second!.response.end('b');
+      third!.response.end('c');
+      await Promise.all(replies);
+      expect(pool.figures()).toMatchObject({ idle: 0, active: 0, waiting: 0, connectionsOpened: 4 });
+      expect(pool.figures().socketsRetired).toMatchObject({ evicted: 1, 'node-http': 3 });
     });
   });
 

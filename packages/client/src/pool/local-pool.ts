@@ -158,11 +158,13 @@ export class LocalPool {
     // What undici cannot send (Expect: 100-continue, request trailers), node:http sends on this socket.
     const handedOff = !options.upgrade && needsNodeHttp(options);
     let responded = false;
-    let released = handedOff;
+    let released = false;
     const release = (broken: boolean): void => {
       if (released) return;
       released = true;
-      this.#sockets.release(connection, broken);
+      // A handed-over socket counts as active until its exchange ends, then the exchange closes it.
+      if (handedOff) this.#sockets.forget(connection, 'node-http');
+      else this.#sockets.release(connection, broken);
     };
     const wrapped: Handler = {
       onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
@@ -203,7 +205,6 @@ export class LocalPool {
       },
     };
     if (handedOff) {
-      this.#sockets.forget(connection, 'node-http');
       sendWithNodeHttp({ socket: connection.socket, request: options, handler: wrapped, headersTimeoutMs: this.#options.headersTimeoutMs });
     } else {
       connection.client.dispatch(this.#withServername(options), wrapped);

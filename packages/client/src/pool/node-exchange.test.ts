@@ -87,6 +87,18 @@ describe('needsNodeHttp', () => {
     // With a Content-Length there is no chunked framing to carry trailers: undici sends it as before.
     expect(needsNodeHttp({ method: 'POST', path: '/', body, headers: ['Trailer', 'x-sum', 'Content-Length', '3'] })).toBe(false);
   });
+
+  it('drops a Trailer announcement a body with a length cannot honour, instead of failing the request', async () => {
+    const { socket } = await serverAndSocket((req, res) => {
+      res.writeContinue();
+      req.resume();
+      req.on('end', () => res.end(String(req.headers.trailer)));
+    });
+    const request = { method: 'PUT', path: '/', headers: ['Host', 'app.test', 'Trailer', 'x-sum', 'Content-Length', '1'], body: Readable.from([Buffer.from('x')]), expectContinue: true };
+    const seen = await exchangeOf(socket, request).done;
+    expect(seen.error).toBeNull();
+    expect(seen.body).toBe('undefined');
+  });
 });
 
 describe('sendWithNodeHttp', () => {
@@ -187,6 +199,23 @@ describe('sendWithNodeHttp', () => {
     const seen = await exchangeOf(socket, { method: 'POST', path: '/', headers: ['Host', 'app.test', 'Content-Length', '5'], body }, 200).done;
     expect(seen.starts.map((start) => start.status)).toEqual([102]);
     expect(seen.error?.code).toBe('ETIMEDOUT');
+  });
+
+  it('times out a service that stops reading the body, as undici does', async () => {
+    const { socket } = await serverAndSocket(() => undefined, (req) => req.pause());
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    let pushed = 0;
+    // Bounded: at most 512 MiB, far more than the socket buffers hold before the writes stall.
+    const body = new Readable({ read(): void {
+      pushed += 1;
+      this.push(pushed <= 8192 ? chunk : null);
+    } });
+    const started = performance.now();
+    const seen = await exchangeOf(socket, { method: 'POST', path: '/', headers: ['Host', 'app.test'], body }, 300).done;
+    expect(seen.error?.code).toBe('ETIMEDOUT');
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(pushed).toBeLessThan(8192);
+    body.destroy();
   });
 
   it('does not wait for an answer while a slow body is still being sent', async () => {

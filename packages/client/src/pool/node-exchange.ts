@@ -1,5 +1,6 @@
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
+import { TunnelError } from '@tunnel/protocol';
 import type { Dispatcher } from 'undici';
 
 type Handler = Dispatcher.DispatchHandler;
@@ -30,6 +31,13 @@ export function needsNodeHttp(options: Dispatcher.DispatchOptions): boolean {
   return hasHeader(flat, 'trailer') && !hasHeader(flat, 'content-length');
 }
 
+/** A flat name/value list without the header `name` (lower case). */
+function withoutHeader(flat: readonly string[], name: string): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) if (flat[i]!.toLowerCase() !== name) kept.push(flat[i]!, flat[i + 1]!);
+  return kept;
+}
+
 /** Whether a flat name/value list has a header, by lower-case name. */
 function hasHeader(flat: readonly string[], name: string): boolean {
   for (let i = 0; i < flat.length; i += 2) if (flat[i]!.toLowerCase() === name) return true;
@@ -57,7 +65,8 @@ export function sendWithNodeHttp(options: NodeExchangeOptions): void {
     exchange.start();
   } catch (error) {
     // node:http validates the method, path and headers as it builds the request, by throwing.
-    exchange.fail(error instanceof Error ? error : new Error(String(error)));
+    const detail = error instanceof Error ? error.message : String(error);
+    exchange.fail(new TunnelError('REQUEST_INVALID', `The request cannot be replayed to the local service: ${detail}`, { cause: error }));
   }
 }
 
@@ -117,11 +126,16 @@ class NodeExchange implements Dispatcher.DispatchController {
 
   start(): void {
     const { request: options, socket } = this.#options;
-    const headers = flatHeaders(options.headers);
+    let headers = flatHeaders(options.headers);
     if (options.expectContinue === true) headers.push('Expect', '100-continue');
-    // The relay drops Transfer-Encoding (hop-by-hop). A body without a length must be chunked,
-    // which node:http does not do by itself for GET, DELETE or OPTIONS: say so, or it goes unframed.
-    if (options.body != null && !hasHeader(headers, 'content-length')) headers.push('Transfer-Encoding', 'chunked');
+    if (hasHeader(headers, 'content-length')) {
+      // A body with a length has no room for trailers; node:http refuses to announce them.
+      headers = withoutHeader(headers, 'trailer');
+    } else if (options.body != null) {
+      // The relay drops Transfer-Encoding (hop-by-hop). A body without a length must be chunked,
+      // which node:http does not do by itself for GET, DELETE or OPTIONS: say so, or it goes unframed.
+      headers.push('Transfer-Encoding', 'chunked');
+    }
     // The raw array keeps order and repeats; setHost off, as the public Host is already in it.
     const req = request({ method: options.method, path: options.path, headers, setHost: false, createConnection: () => socket });
     this.#req = req;
@@ -144,6 +158,14 @@ class NodeExchange implements Dispatcher.DispatchController {
     }
     // Before pipe's own 'end' listener, which ends the request: trailers must be set by then.
     body.once('end', () => this.#addTrailers(req, body.trailers));
+    // While the service does not take the body, pipe pauses it: that silence is timed as
+    // undici times it, so a service that stops reading an upload is cut after the timeout.
+    body.on('pause', () => {
+      if (!this.#done) this.#armTimer();
+    });
+    body.on('resume', () => {
+      if (!req.writableFinished) this.#clearTimer();
+    });
     body.pipe(req);
   }
 

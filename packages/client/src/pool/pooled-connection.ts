@@ -9,7 +9,7 @@ export interface ConnectionLimits {
 }
 
 /** Why a socket left the pool, as counted in the figures. */
-export type RetireReason = 'idle' | 'lifetime' | 'requests' | 'server-close' | 'peer-closed' | 'error' | 'pool-closed' | 'upgraded' | 'node-http';
+export type RetireReason = 'idle' | 'lifetime' | 'requests' | 'server-close' | 'peer-closed' | 'error' | 'pool-closed' | 'upgraded' | 'node-http' | 'evicted';
 
 let nextId = 1;
 

@@ -30,7 +30,8 @@ export interface SocketPoolHooks {
   mayWarm(): boolean;
 }
 
-type Waiter = { resolve: (connection: PooledConnection) => void; reject: (error: Error) => void };
+/** A request waiting for a socket; `fresh` when it needs one never used (see acquire). */
+type Waiter = { resolve: (connection: PooledConnection) => void; reject: (error: Error) => void; fresh: boolean };
 
 /** Counts the socket pool keeps. */
 export interface SocketCounts {
@@ -83,7 +84,11 @@ export class SocketPool {
     this.maintainFloor();
   }
 
-  /** Lends a socket: an idle one, most recently used first, else a new one; `fresh` always dials. */
+  /**
+   * Lends a socket: an idle one, most recently used first, else a new one. `fresh` always means
+   * a new one (its request takes the socket over), within maxSockets like any other: the oldest
+   * idle socket makes room for it, or it waits.
+   */
   acquire(fresh: boolean): Promise<PooledConnection> {
     if (this.#closed) return Promise.reject(new TunnelError('LOCAL_UNREACHABLE', 'The tunnel is shutting down.'));
     const now = this.#options.clock.now();
@@ -99,11 +104,12 @@ export class SocketPool {
       this.maintainFloor();
       return Promise.resolve(connection);
     }
-    if (fresh || this.#size() < this.#options.maxSockets) return this.#dialForRequest();
+    if (fresh && this.#size() >= this.#options.maxSockets && this.#idle.length > 0) this.#retire(this.#idle.shift()!, 'evicted');
+    if (this.#size() < this.#options.maxSockets) return this.#dialForRequest();
     if (this.#waiters.length >= this.#options.maxWaiting) {
       return Promise.reject(new TunnelError('TOO_MANY_STREAMS', `All ${this.#options.maxSockets} connections to ${this.label} are busy and ${this.#waiters.length} requests wait.`));
     }
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject, fresh }));
   }
 
   /** Takes a socket back after a request; a broken or spent one is retired. */
@@ -181,11 +187,15 @@ export class SocketPool {
   /** Gives a usable socket to the first waiter, or back to the idle stack. */
   #lend(connection: PooledConnection): void {
     const waiter = this.#waiters.shift();
-    if (waiter) {
+    if (!waiter) {
+      this.#idle.push(connection);
+    } else if (waiter.fresh) {
+      // This waiter needs a socket of its own: the freed one makes room for it.
+      this.#retire(connection, 'evicted');
+      this.#dialForRequest().then(waiter.resolve, waiter.reject);
+    } else {
       this.#active.add(connection);
       waiter.resolve(connection);
-    } else {
-      this.#idle.push(connection);
     }
   }
 
