@@ -24,6 +24,8 @@ interface Attempt {
   isRetry: boolean;
   /** Needs a socket of its own (a retry, or an upgrade or 100-continue exchange that takes it over). */
   fresh: boolean;
+  /** Sent with node:http over the socket it takes (what undici cannot send; see needsNodeHttp). */
+  viaNodeHttp: boolean;
   /** This request is the breaker's half-open trial: it must end in a verdict. */
   isTrial: boolean;
   /** Which statuses show the service is well (probes: below 500; requests: any). */
@@ -77,8 +79,8 @@ export class LocalPool {
   /** Sends one request to the local service through the pool. */
   dispatch(options: Dispatcher.DispatchOptions, handler: Handler): void {
     this.#figures.requests += 1;
-    const takesSocket = Boolean(options.upgrade) || needsNodeHttp(options);
-    this.#send({ options, handler, isRetry: false, fresh: takesSocket, isTrial: false, isHealthy: anyStatus });
+    const viaNodeHttp = !options.upgrade && needsNodeHttp(options);
+    this.#send({ options, handler, isRetry: false, fresh: Boolean(options.upgrade) || viaNodeHttp, viaNodeHttp, isTrial: false, isHealthy: anyStatus });
   }
 
   /**
@@ -93,7 +95,7 @@ export class LocalPool {
         onResponseError: () => resolve(false),
       };
       const options: Dispatcher.DispatchOptions = { method: 'GET', path, headers: ['user-agent', 'tunnel-health-probe'] };
-      this.#send({ options, handler, isRetry: false, fresh: false, isTrial: false, isHealthy: (status) => status < 500 });
+      this.#send({ options, handler, isRetry: false, fresh: false, viaNodeHttp: false, isTrial: false, isHealthy: (status) => status < 500 });
     });
   }
 
@@ -156,7 +158,7 @@ export class LocalPool {
     // A warm socket sat idle before its first request, so it can meet the race as a reused one can.
     const reused = connection.requests > 1 || connection.warm;
     // What undici cannot send (Expect: 100-continue, request trailers), node:http sends on this socket.
-    const handedOff = !options.upgrade && needsNodeHttp(options);
+    const handedOff = attempt.viaNodeHttp;
     let responded = false;
     let released = false;
     const release = (broken: boolean): void => {
