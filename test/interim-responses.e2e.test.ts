@@ -66,6 +66,7 @@ beforeAll(async () => {
       return;
     }
     if (req.url === '/hints') res.writeEarlyHints({ link: LINKS });
+    if (req.url === '/many-hints') for (let i = 0; i < 40; i += 1) res.writeEarlyHints({ link: LINKS });
     setTimeout(() => {
       res.writeContinue();
       sha256Of(req).then((sha) => res.end(sha), () => res.destroy());
@@ -119,6 +120,16 @@ describe('Expect: 100-continue', () => {
     const interim = await client.waitFor('HTTP/1.1 100 Continue\r\n\r\n');
     expect(interim.indexOf('HTTP/1.1 103 Early Hints')).toBe(0);
     expect(interim).toContain(`Link: ${LINKS.join(', ')}`);
+    client.write(BODY);
+    expect(await client.waitFor(BODY_SHA)).toContain('HTTP/1.1 200 OK');
+  });
+
+  it('still passes on the 100 after the cap on other interim answers is reached', async () => {
+    const client = await openRaw(Number(tunnel.url.port));
+    scope(async () => client.destroy());
+    client.write(uploadHead('/many-hints', tunnel.url.host, BODY.length));
+    const interim = await client.waitFor('HTTP/1.1 100 Continue\r\n\r\n');
+    expect(interim.split('HTTP/1.1 103 Early Hints').length - 1).toBe(32);
     client.write(BODY);
     expect(await client.waitFor(BODY_SHA)).toContain('HTTP/1.1 200 OK');
   });

@@ -126,9 +126,11 @@ export class RelayStream {
     // Interim answers carry no credit: beyond a few per response, or past a small backlog toward
     // a client that is not reading, an agent sending them without end could grow the relay's
     // memory. HTTP/1.0 clients must never see one (RFC 9110 §15.2).
+    // The one 100 a waiting client needs is never dropped: without it the upload would stall.
     const http10 = this.#req.httpVersionMajor === 1 && this.#req.httpVersionMinor === 0;
-    this.#interimCount += 1;
-    if (http10 || this.#interimCount > MAX_INTERIM_PER_STREAM || this.#res.writableLength > INTERIM_BACKLOG_BYTES) {
+    const neededContinue = head.status === 100 && this.#awaitingContinue;
+    if (!neededContinue) this.#interimCount += 1;
+    if (!neededContinue && (http10 || this.#interimCount > MAX_INTERIM_PER_STREAM || this.#res.writableLength > INTERIM_BACKLOG_BYTES)) {
       this.#log.debug({ streamId: this.id, status: head.status }, 'dropped an informational answer');
       return;
     }
