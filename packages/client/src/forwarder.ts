@@ -172,6 +172,8 @@ export class AgentStream {
       const raw = rawHeaderStrings(controller.rawHeaders)
         ?? Object.entries(headers).flatMap(([name, value]) => (Array.isArray(value) ? value.flatMap((v) => [name, v]) : [name, String(value)]));
       const payload = carriedHead(statusCode, statusMessage, raw);
+      // An interim answer the tunnel cannot carry is only a hint: drop it, the final head follows.
+      if (!payload && statusCode < 200 && statusCode !== 101) return;
       if (!payload) {
         // What the relay would refuse as a protocol error must end this stream, not the tunnel.
         controller.abort(new TunnelError('LOCAL_ERROR', `The local service at ${this.#upstream.label} sent a response head the tunnel cannot carry (status ${statusCode}).`));
