@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { TunnelError } from '@tunnel/protocol';
 import { describe, expect, it } from 'vitest';
-import { allConnected, createPool, send, startHoldingServer, startLocalServer, watchClientSockets } from './local-pool.test-helper.js';
+import { allConnected, closedPort, createPool, send, startHoldingServer, startLocalServer, watchClientSockets } from './local-pool.test-helper.js';
 
 describe('LocalPool', () => {
   describe('warm-up and reuse', () => {
@@ -84,6 +84,15 @@ describe('LocalPool', () => {
   });
 
   describe('requests that take their socket over', () => {
+    it('are not left waiting behind a warm-up dial that fails', async () => {
+      const port = await closedPort();
+      const pool = createPool(port, { maxSockets: 1, minIdle: 1, quietMinIdle: 1 });
+      const failure = await send(pool, { method: 'PUT', path: '/', headers: ['Host', 'app.test', 'Content-Length', '1'], body: Readable.from([Buffer.from('x')]), expectContinue: true })
+        .catch((error: unknown) => error);
+      expect(failure).toMatchObject({ code: 'ECONNREFUSED' });
+      expect(pool.figures().waiting).toBe(0);
+    });
+
     it('stay within maxSockets: an idle socket makes room, and beyond the limit they wait', async () => {
       const local = await startHoldingServer();
       const pool = createPool(local.port, { maxSockets: 2 });

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { needsNodeHttp, sendWithNodeHttp } from './node-exchange.js';
@@ -216,6 +216,30 @@ describe('sendWithNodeHttp', () => {
     expect(performance.now() - started).toBeLessThan(10_000);
     expect(pushed).toBeLessThan(8192);
     body.destroy();
+  });
+
+  it('stops timing once the service has answered, even while the upload still ends', async () => {
+    const { socket } = await serverAndSocket(() => undefined, (req, res) => {
+      req.resume();
+      res.writeHead(200);
+      let sent = 0;
+      const timer = setInterval(() => {
+        sent += 1;
+        if (sent < 8) res.write('x');
+        else {
+          clearInterval(timer);
+          res.end('!');
+        }
+      }, 50);
+      res.on('close', () => clearInterval(timer));
+    });
+    const body = new PassThrough();
+    const { done } = exchangeOf(socket, { method: 'POST', path: '/', headers: ['Host', 'app.test'], body }, 150);
+    body.write('a');
+    setTimeout(() => body.end('b'), 100);
+    const seen = await done;
+    expect(seen.error).toBeNull();
+    expect(seen.body).toBe('xxxxxxx!');
   });
 
   it('does not wait for an answer while a slow body is still being sent', async () => {

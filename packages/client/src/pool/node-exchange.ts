@@ -161,7 +161,9 @@ class NodeExchange implements Dispatcher.DispatchController {
     // While the service does not take the body, pipe pauses it: that silence is timed as
     // undici times it, so a service that stops reading an upload is cut after the timeout.
     body.on('pause', () => {
-      if (!this.#done) this.#armTimer();
+      // pipe also pauses the body when it ends, and the answer may already be here: only a
+      // service that has not answered is being waited for.
+      if (!this.#done && !this.#finalHead) this.#armTimer();
     });
     body.on('resume', () => {
       if (!req.writableFinished) this.#clearTimer();

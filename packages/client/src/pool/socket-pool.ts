@@ -155,7 +155,12 @@ export class SocketPool {
           connection.warm = true;
           this.release(connection, false);
         },
-        (error: NodeJS.ErrnoException) => this.#options.log.debug({ code: error.code, target: this.label }, 'warm-up dial failed'),
+        (error: NodeJS.ErrnoException) => {
+          this.#options.log.debug({ code: error.code, target: this.label }, 'warm-up dial failed');
+          // A request may have queued behind this dial: it now dials for itself (and a failure
+          // of that dial reaches it and the breaker).
+          this.#serveWaiters();
+        },
       );
     }
   }
@@ -189,6 +194,11 @@ export class SocketPool {
     const waiter = this.#waiters.shift();
     if (!waiter) {
       this.#idle.push(connection);
+    } else if (waiter.fresh && connection.requests === 0) {
+      // Never used (a warm-up dial that just arrived): nothing has spoken HTTP on it yet, so it
+      // is as good as new for a request that takes its socket over.
+      this.#active.add(connection);
+      waiter.resolve(connection);
     } else if (waiter.fresh) {
       // This waiter needs a socket of its own: the freed one makes room for it.
       this.#retire(connection, 'evicted');
