@@ -24,7 +24,7 @@ import {
   type Outcome,
   type Reply,
 } from './connection.fuzz-model.test-helper.js';
-import { build, sendBuilt } from '../../protocol/src/fuzz-wire.test-helper.js';
+import { build, describeEndings, sendBuilt } from '../../protocol/src/fuzz-wire.test-helper.js';
 import { DEADLINE_MS, PeerRecorder, describeError, escaped, waitUntil, watchEscapes } from './fuzz-peer.test-helper.js';
 import { poolOptionsFor } from './tunnel.js';
 import { PoolRegistry, type Upstream } from './upstream.js';
@@ -238,15 +238,16 @@ describe('agent connection against a fuzzing relay', () => {
     poolBaseline = { active: figures.active, waiting: figures.waiting };
   }
 
-  it('survives arbitrary frames from the relay: clean errors, no stream or local request left behind', async () => {
-    console.log(`agent fuzz: seed ${SEED}, ${RUNS} runs${PATH ? `, path ${PATH}` : ''}`);
+  it('survives arbitrary frames from the relay: clean errors, no stream or local request left behind', async ({ annotate }) => {
+    // Recorded with the test result, so a failing run names the seed that replays it.
+    await annotate(`agent fuzz: seed ${SEED}, ${RUNS} runs${PATH ? `, path ${PATH}` : ''}`);
     await fc.assert(fc.asyncProperty(agentCase, runCase), {
       seed: SEED,
       numRuns: RUNS,
       verbose: Number(process.env.FUZZ_VERBOSE ?? 0),
       ...(PATH ? { path: PATH } : {}),
     });
-    console.log(`agent fuzz endings: ${[...endings].sort((a, b) => b[1] - a[1]).map(([ending, count]) => `${ending} ×${count}`).join(', ')}`);
+    await annotate(`agent fuzz endings: ${describeEndings(endings)}`);
     expect(escaped).toEqual([]);
     expect(local.open).toBe(0);
     await poolSettled({ active: 0, waiting: 0 });

@@ -194,3 +194,8 @@ export function transportClose(message: Built): number | null {
   if ('binary' in message && message.binary.length > MAX_MESSAGE_BYTES) return 1009;
   return null;
 }
+
+/** How a fuzz run's cases ended, most common first: "close 1002 X ×12, open ×3". */
+export function describeEndings(endings: ReadonlyMap<string, number>): string {
+  return [...endings].sort((a, b) => b[1] - a[1]).map(([ending, count]) => `${ending} ×${count}`).join(', ');
+}

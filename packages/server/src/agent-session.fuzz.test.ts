@@ -26,6 +26,7 @@ import {
 import {
   build,
   decodeReference,
+  describeEndings,
   encodeFrames,
   sendBuilt,
   type WireFrame,
@@ -318,10 +319,11 @@ describe('relay against a fuzzing agent', () => {
     expect(await fetchGood(relay.port)).toEqual({ status: 200, body: 'ok' });
   }
 
-  it('survives arbitrary frames from one agent: clean errors, other tunnels untouched, nothing left behind', async () => {
-    console.log(`relay fuzz: seed ${SEED}, ${RUNS} runs${PATH ? `, path ${PATH}` : ''}`);
+  it('survives arbitrary frames from one agent: clean errors, other tunnels untouched, nothing left behind', async ({ annotate }) => {
+    // Recorded with the test result, so a failing run names the seed that replays it.
+    await annotate(`relay fuzz: seed ${SEED}, ${RUNS} runs${PATH ? `, path ${PATH}` : ''}`);
     await fc.assert(fc.asyncProperty(fuzzCase, runCase), { seed: SEED, numRuns: RUNS, verbose: Number(process.env.FUZZ_VERBOSE ?? 0), ...(PATH ? { path: PATH } : {}) });
-    console.log(`relay fuzz endings: ${[...endings].sort((a, b) => b[1] - a[1]).map(([ending, count]) => `${ending} ×${count}`).join(', ')}`);
+    await annotate(`relay fuzz endings: ${describeEndings(endings)}`);
     await expectGoodTunnel();
     expect(relay.stats()).toMatchObject({ tunnels: 1, streams: 0 });
     expect(relay.tunnelNames()).toEqual(['good']);
